@@ -1,0 +1,7 @@
+"""``python -m skystack`` runs the command line."""
+
+import sys
+
+from skystack.cli import main
+
+sys.exit(main())
