@@ -1,0 +1,475 @@
+"""Light and flat calibration: bias, (scaled or optimized) dark, flat, pedestal, cosmetic correction.
+
+The arithmetic follows PixInsight's ImageCalibration (``reference/wbpp.md`` §3.3)::
+
+    out = (L − B − k·(D − B)) / (F / s) + pedestal        with both bias and dark
+    out = (L − k·D) / (F / s) + pedestal                  dark only (k must be 1: D holds the bias)
+    out = (L − B) / (F / s) + pedestal                    bias only
+
+where ``s`` is the mean of the master flat (per CFA position for one-shot colour), ``k`` the dark
+scale (exposure ratio from the link plan, or found by dark optimization). Flat pixels below
+``flat_floor · s`` are never divided by: they are marked bad and repaired by cosmetic correction
+(or set to 0 = "no data" when cosmetic correction is off).
+
+Everything here is pure NumPy on float32 arrays in [0, 1]; the file shell is
+:func:`calibrate_files`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from skystack.cfa import cfa_channel_means
+from skystack.errors import SkystackError
+
+__all__ = [
+    "CalibrationConfig",
+    "CalibrationResult",
+    "CalibrationError",
+    "calibrate_frame",
+    "auto_pedestal",
+    "optimize_dark_scale",
+    "find_defects_in_dark",
+    "find_defects_in_light",
+    "repair_pixels",
+    "mrs_noise",
+    "flat_scale",
+    "calibrate_files",
+]
+
+DN = 65535.0
+
+
+class CalibrationError(SkystackError, ValueError):
+    """Calibration frames do not fit the frame being calibrated."""
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Options of :func:`calibrate_frame`.
+
+    Attributes
+    ----------
+    pedestal : "auto", float or None
+        Output pedestal in DN (of 65535). ``"auto"``: the smallest that leaves at most
+        ``pedestal_limit`` of the pixels at or below 0 (PixInsight's automatic pedestal).
+    pedestal_limit : float
+        Fraction of pixels allowed to stay ≤ 0 with the automatic pedestal.
+    optimize_dark : bool
+        Find the dark scale that minimizes the noise of the result instead of using the plan's.
+    flat_floor : float
+        Flat pixels below this fraction of the flat's mean are bad (never divided by).
+    cosmetic : bool
+        Repair hot and cold pixels (from the master dark and detected in the frame).
+    hot_sigma, cold_sigma : float
+        Thresholds, in robust sigmas of the master dark, for hot and cold pixels.
+    light_sigma : float
+        Threshold for isolated defects found in the frame itself: a pixel that stands above
+        (or below) *every* same-colour neighbour by this many noise sigmas.
+    """
+
+    pedestal: Literal["auto"] | float | None = "auto"
+    pedestal_limit: float = 1e-4
+    optimize_dark: bool = False
+    flat_floor: float = 0.05
+    cosmetic: bool = True
+    hot_sigma: float = 10.0
+    cold_sigma: float = 10.0
+    light_sigma: float = 8.0
+
+
+@dataclass
+class CalibrationResult:
+    """A calibrated frame and what was done to it."""
+
+    data: NDArray[np.float32]
+    pedestal_dn: float = 0.0
+    dark_scale: float | None = None
+    bad_flat_pixels: int = 0
+    hot_pixels_from_dark: int = 0
+    cold_pixels_from_dark: int = 0
+    defects_in_frame: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def repaired(self) -> int:
+        """Total number of pixels replaced by cosmetic correction."""
+        return self.hot_pixels_from_dark + self.cold_pixels_from_dark + self.defects_in_frame
+
+
+def _check_shape(name: str, arr: NDArray[np.float32] | None, shape: tuple[int, ...]) -> None:
+    if arr is not None and arr.shape != shape:
+        msg = f"master {name} has shape {arr.shape}, the frame {shape} — wrong binning or size"
+        raise CalibrationError(msg)
+
+
+def _robust_sigma(x: NDArray[np.floating]) -> tuple[float, float]:
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med)))
+    return med, 1.4826 * mad
+
+
+def mrs_noise(image: NDArray[np.float32], *, k: float = 3.0, iterations: int = 5) -> float:
+    """Noise sigma from the first à-trous (B3-spline) wavelet layer with k-sigma clipping.
+
+    The first layer holds almost only noise; its clipped standard deviation divided by the
+    layer's response to unit white noise (0.8908) estimates the per-pixel Gaussian sigma.
+    """
+    b3 = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    arr = np.asarray(image, np.float32)
+    smooth = ndimage.convolve1d(ndimage.convolve1d(arr, b3, axis=-1, mode="mirror"), b3,
+                                axis=-2, mode="mirror")
+    w1 = (arr - smooth).ravel()
+    w1 = w1[np.isfinite(w1)]
+    sigma = float(np.std(w1))
+    for _ in range(iterations):
+        keep = np.abs(w1) < k * sigma
+        if not keep.any():
+            break
+        new = float(np.std(w1[keep]))
+        if abs(new - sigma) <= 1e-6 * max(sigma, 1e-30):
+            sigma = new
+            break
+        sigma = new
+    return sigma / 0.8908
+
+
+def flat_scale(flat: NDArray[np.float32], *, cfa_pattern: str | None = None) -> NDArray[np.float32]:
+    """The divisor map ``s`` used for flat-fielding: the flat's mean, per CFA position if CFA.
+
+    Returns an array broadcastable to the flat (a scalar array for mono, a (H, W) tile for CFA).
+    """
+    if cfa_pattern is None:
+        good = flat[(flat > 2e-5) & (flat < 0.99998)]
+        if good.size == 0:
+            msg = "the master flat has no usable pixels (all zero or saturated)"
+            raise CalibrationError(msg)
+        return np.asarray(good.mean(), np.float32)
+    means = cfa_channel_means(flat, cfa_pattern)
+    if np.any(means <= 0):
+        msg = "the master flat has a CFA channel with no usable pixels"
+        raise CalibrationError(msg)
+    h, w = flat.shape[-2:]
+    tile = np.array([[means[0], means[1]], [means[2], means[3]]], np.float32)
+    return np.tile(tile, ((h + 1) // 2, (w + 1) // 2))[:h, :w]
+
+
+def auto_pedestal(data: NDArray[np.float32], *, limit: float = 1e-4) -> float:
+    """Smallest pedestal (DN) that leaves at most ``limit`` of the pixels at or below zero.
+
+    Mirrors PixInsight's automatic output pedestal: returns 0 when fewer than ``limit·N`` samples
+    are ≤ 2·eps, else ``max(1, round(65535·|A[n−1]|))`` with A the sorted low samples.
+    """
+    eps2 = 2 * np.finfo(np.float32).eps
+    flat = np.asarray(data).ravel()
+    low = flat[flat < eps2]
+    n = max(1, int(limit * flat.size))
+    if low.size < n:
+        return 0.0
+    low = np.sort(low)
+    return float(max(1.0, round(DN * abs(float(low[n - 1])))))
+
+
+def optimize_dark_scale(
+    light: NDArray[np.float32],
+    dark: NDArray[np.float32],
+    *,
+    low_sigma: float = 3.0,
+    bracket: tuple[float, float] = (0.0, 3.0),
+    tol: float = 1e-4,
+) -> float:
+    """The factor k that minimizes the noise of ``light − k·dark`` (PixInsight's dark optimization).
+
+    ``light`` must already have the bias removed and ``dark`` be bias-subtracted. Dark pixels
+    below median + ``low_sigma``·sigma carry no thermal signal worth fitting and are zeroed for
+    the search; the noise is the à-trous first-layer estimate (:func:`mrs_noise`), minimized by
+    golden-section search over ``bracket``.
+    """
+    med, sig = _robust_sigma(dark[:: max(1, dark.shape[0] // 256), :: max(1, dark.shape[1] // 256)])
+    d = np.where(dark > med + low_sigma * sig, dark, 0).astype(np.float32)
+    if np.count_nonzero(d) < 16:
+        return 1.0
+
+    def cost(k: float) -> float:
+        return mrs_noise(light - np.float32(k) * d)
+
+    a, b = bracket
+    g = (np.sqrt(5) - 1) / 2
+    c, e = b - g * (b - a), a + g * (b - a)
+    fc, fe = cost(c), cost(e)
+    while b - a > tol:
+        if fc < fe:
+            b, e, fe = e, c, fc
+            c = b - g * (b - a)
+            fc = cost(c)
+        else:
+            a, c, fc = c, e, fe
+            e = a + g * (b - a)
+            fe = cost(e)
+    return float((a + b) / 2)
+
+
+def find_defects_in_dark(
+    dark: NDArray[np.float32], *, hot_sigma: float = 10.0, cold_sigma: float = 10.0
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Hot and cold pixel masks from a master dark: robust sigmas above/below its median."""
+    step = max(1, int(np.sqrt(dark.size / 1e6)))
+    med, sig = _robust_sigma(dark[::step, ::step])
+    sig = max(sig, 1e-7)
+    return dark > med + hot_sigma * sig, dark < med - cold_sigma * sig
+
+
+def _neighbour_extrema(
+    data: NDArray[np.float32], step: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Max and min over the 8 neighbours at distance ``step`` (2 for CFA: same colour)."""
+    p = np.pad(data, step, mode="reflect")
+    h, w = data.shape
+    hi = np.full(data.shape, -np.inf, np.float32)
+    lo = np.full(data.shape, np.inf, np.float32)
+    for dy in (-step, 0, step):
+        for dx in (-step, 0, step):
+            if dy == 0 and dx == 0:
+                continue
+            view = p[step + dy : step + dy + h, step + dx : step + dx + w]
+            np.maximum(hi, view, out=hi)
+            np.minimum(lo, view, out=lo)
+    return hi, lo
+
+
+def find_defects_in_light(
+    data: NDArray[np.float32], *, sigma: float = 8.0, cfa: bool = False, noise: float | None = None
+) -> NDArray[np.bool_]:
+    """Isolated hot/cold pixels in a frame: above (below) every same-colour neighbour by ``sigma``·noise.
+
+    A hot pixel stands above its brightest neighbour by far more than the neighbours spread among
+    themselves; a star's peak does not: its neighbours fall off smoothly, so the step from the
+    peak to the brightest neighbour is at most ~2× the neighbours' own range for any star with
+    FWHM ≥ 2 px. Requiring both the noise threshold and a step of 2.5× the neighbour range keeps
+    stars intact.
+    """
+    step = 2 if cfa else 1
+    hi, lo = _neighbour_extrema(data, step)
+    if noise is None:
+        noise = mrs_noise(data[::step, ::step]) if cfa else mrs_noise(data)
+    thr = np.float32(sigma * max(noise, 1e-7))
+    spread = np.float32(2.5) * (hi - lo)
+    up = data - hi
+    down = lo - data
+    return ((up > thr) & (up > spread)) | ((down > thr) & (down > spread))
+
+
+def repair_pixels(
+    data: NDArray[np.float32], bad: NDArray[np.bool_], *, cfa: bool = False
+) -> NDArray[np.float32]:
+    """Replace ``bad`` pixels by the median of their good same-colour neighbours (a new array)."""
+    out = data.copy()
+    if not bad.any():
+        return out
+    step = 2 if cfa else 1
+    ys, xs = np.nonzero(bad)
+    h, w = data.shape
+    for radius in (1, 2, 3):
+        vals = []
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                if dy == 0 and dx == 0:
+                    continue
+                yy = ys + dy * step
+                xx = xs + dx * step
+                ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                yy = np.clip(yy, 0, h - 1)
+                xx = np.clip(xx, 0, w - 1)
+                v = np.where(ok & ~bad[yy, xx], data[yy, xx], np.nan)
+                vals.append(v)
+        stack = np.stack(vals)
+        have = np.isfinite(stack).any(axis=0)
+        if have.any():
+            med = np.nanmedian(np.where(have[None], stack, 0), axis=0)
+            out[ys[have], xs[have]] = med[have]
+        if have.all():
+            break
+        ys, xs = ys[~have], xs[~have]
+    return out
+
+
+def calibrate_frame(
+    frame: NDArray[np.float32],
+    *,
+    bias: NDArray[np.float32] | None = None,
+    dark: NDArray[np.float32] | None = None,
+    flat: NDArray[np.float32] | None = None,
+    dark_scale: float = 1.0,
+    cfa_pattern: str | None = None,
+    config: CalibrationConfig | None = None,
+) -> CalibrationResult:
+    """Calibrate one frame (a light, or a flat with its dark-flat as ``dark``).
+
+    Parameters
+    ----------
+    frame : ndarray (H, W)
+        Raw frame in [0, 1] (CFA mosaics stay mosaics).
+    bias, dark, flat : ndarray (H, W), optional
+        Masters. A master dark is taken to include the bias (it is built without bias
+        subtraction); when ``bias`` is given too the dark is bias-subtracted before scaling.
+    dark_scale : float
+        k in the formula: the exposure ratio from the link plan (1 for an exact match).
+    cfa_pattern : str, optional
+        Bayer pattern in memory order: flat scaling and cosmetic correction become CFA-aware.
+    config : CalibrationConfig, optional
+
+    Returns
+    -------
+    CalibrationResult
+    """
+    cfg = config or CalibrationConfig()
+    light = np.asarray(frame, np.float32)
+    if light.ndim != 2:
+        msg = f"calibration works on 2-D frames (mono or CFA mosaic), got shape {light.shape}"
+        raise CalibrationError(msg)
+    for name, arr in (("bias", bias), ("dark", dark), ("flat", flat)):
+        _check_shape(name, None if arr is None else np.asarray(arr), light.shape)
+    notes: list[str] = []
+    out = light.copy()
+    dark_thermal: NDArray[np.float32] | None = None
+    if bias is not None:
+        out -= bias
+        if dark is not None:
+            dark_thermal = (np.asarray(dark, np.float32) - bias).astype(np.float32)
+    elif dark is not None:
+        dark_thermal = np.asarray(dark, np.float32)
+        if dark_scale != 1.0:
+            notes.append(
+                f"dark scaled by {dark_scale:.3f} without a master bias: the bias in the dark is "
+                "scaled too — link a master bias"
+            )
+    k: float | None = None
+    if dark_thermal is not None:
+        k = dark_scale
+        if cfg.optimize_dark and bias is not None:
+            k = optimize_dark_scale(out, dark_thermal)
+            notes.append(f"dark optimization: k = {k:.4f}")
+        out -= np.float32(k) * dark_thermal
+
+    bad = np.zeros(light.shape, bool)
+    n_bad_flat = 0
+    if flat is not None:
+        f = np.asarray(flat, np.float32)
+        s = flat_scale(f, cfa_pattern=cfa_pattern)
+        norm = f / s
+        bad_flat = ~(norm > cfg.flat_floor)
+        n_bad_flat = int(bad_flat.sum())
+        out = np.divide(out, norm, out=np.zeros_like(out), where=~bad_flat)
+        bad |= bad_flat
+
+    hot = cold = np.zeros(light.shape, bool)
+    n_frame = 0
+    if cfg.cosmetic:
+        if dark_thermal is not None:
+            hot, cold = find_defects_in_dark(
+                dark_thermal, hot_sigma=cfg.hot_sigma, cold_sigma=cfg.cold_sigma
+            )
+        pre = bad | hot | cold
+        repaired = repair_pixels(out, pre, cfa=cfa_pattern is not None)
+        defects = find_defects_in_light(repaired, sigma=cfg.light_sigma, cfa=cfa_pattern is not None)
+        defects &= ~pre
+        n_frame = int(defects.sum())
+        out = repair_pixels(repaired, defects, cfa=cfa_pattern is not None) if n_frame else repaired
+    elif bad.any():
+        out[bad] = 0.0  # "no data": never a division by a near-zero flat
+
+    pedestal = 0.0
+    if cfg.pedestal == "auto":
+        pedestal = auto_pedestal(out, limit=cfg.pedestal_limit)
+    elif cfg.pedestal is not None:
+        pedestal = float(cfg.pedestal)
+    if pedestal:
+        out += np.float32(pedestal / DN)
+    np.clip(out, 0.0, 1.0, out=out)
+    if not cfg.cosmetic and bad.any():
+        out[bad] = 0.0
+    return CalibrationResult(
+        data=out.astype(np.float32, copy=False),
+        pedestal_dn=pedestal,
+        dark_scale=k,
+        bad_flat_pixels=n_bad_flat,
+        hot_pixels_from_dark=int((hot & ~bad).sum()),
+        cold_pixels_from_dark=int((cold & ~bad & ~hot).sum()),
+        defects_in_frame=n_frame,
+        notes=notes,
+    )
+
+
+def calibrate_files(
+    paths: list[Path],
+    out_dir: Path,
+    *,
+    bias: Path | None = None,
+    dark: Path | None = None,
+    flat: Path | None = None,
+    dark_scale: float | None = None,
+    config: CalibrationConfig | None = None,
+    suffix: str = "_c",
+) -> list[tuple[Path, CalibrationResult | str]]:
+    """Calibrate files into ``out_dir`` (FITS float32, ``<stem>_c.fits``); inputs are only read.
+
+    The dark scale defaults to the exposure ratio read from the headers (EXPTIME/EXPOSURE).
+    A file that fails gives a one-line reason in place of its result; the rest carry on.
+    """
+    from skystack.cfa import effective_pattern
+    from skystack.errors import ImageReadError
+    from skystack.io import read_image, write_image
+
+    def exposure(img: object) -> float | None:
+        for key in ("EXPTIME", "EXPOSURE"):
+            v = img.get(key)  # type: ignore[attr-defined]
+            if isinstance(v, int | float):
+                return float(v)
+        return None
+
+    masters = {}
+    for name, p in (("bias", bias), ("dark", dark), ("flat", flat)):
+        masters[name] = read_image(p) if p is not None else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[tuple[Path, CalibrationResult | str]] = []
+    for path in paths:
+        try:
+            img = read_image(path)
+            pattern = effective_pattern(img.bayer_pattern, row_order=img.row_order,
+                                        height=img.data.shape[-2],
+                                        x_offset=int(img.get("XBAYROFF", 0) or 0),
+                                        y_offset=int(img.get("YBAYROFF", 0) or 0))
+            k = dark_scale
+            if k is None and masters["dark"] is not None:
+                le, de = exposure(img), exposure(masters["dark"])
+                k = le / de if le and de else 1.0
+            res = calibrate_frame(
+                img.data,
+                bias=None if masters["bias"] is None else masters["bias"].data,
+                dark=None if masters["dark"] is None else masters["dark"].data,
+                flat=None if masters["flat"] is None else masters["flat"].data,
+                dark_scale=k if k is not None else 1.0,
+                cfa_pattern=pattern,
+                config=config,
+            )
+        except (ImageReadError, CalibrationError) as err:
+            results.append((path, str(err)))
+            continue
+        img.data = res.data
+        img.sample_format = "float32"
+        img.set("PEDESTAL", res.pedestal_dn, "[DN] output pedestal added by calibration")
+        applied = "".join(c for c, m in (("B", bias), ("D", dark), ("F", flat)) if m is not None)
+        img.set("CALSTAT", applied, "calibration applied (B bias, D dark, F flat)")
+        if res.dark_scale is not None:
+            img.set("DARKSCAL", round(res.dark_scale, 6), "dark scale factor k")
+        img.set("COSMCORR", res.repaired, "pixels repaired by cosmetic correction")
+        target = out_dir / (Path(path).name.split(".")[0] + suffix + ".fits")
+        write_image(target, img, sample_format="float32")
+        results.append((target, res))
+    return results
