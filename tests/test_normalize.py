@@ -1,0 +1,197 @@
+"""Global and local normalization against a synthetic truth with gradients and transparency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skystack.normalize import (
+    LNConfig,
+    LNError,
+    LNReferenceError,
+    build_reference,
+    check_coverage,
+    check_reference_type,
+    compute_local_normalization,
+    global_normalization,
+    reference_frame_count,
+    validate_reference,
+)
+
+H, W = 384, 512
+SKY = 0.05
+
+
+def truth_sky(seed: int = 0) -> np.ndarray:
+    """Stars (Gaussian, sigma 1.3 px) and a galaxy on a zero background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    img = np.zeros((H, W), np.float32)
+    n = 250
+    xs, ys = rng.uniform(10, W - 10, n), rng.uniform(10, H - 10, n)
+    fluxes = 0.06 * rng.pareto(1.3, n) + 0.02  # power-law counts: many faint, a few bright
+    fluxes = np.minimum(fluxes, 5.0)  # peak < 0.85 even at 130 % transparency
+    s = 1.3
+    for x, y, f in zip(xs, ys, fluxes, strict=True):
+        x0, y0 = int(x), int(y)
+        sl = (slice(max(0, y0 - 8), y0 + 9), slice(max(0, x0 - 8), x0 + 9))
+        img[sl] += f / (2 * np.pi * s * s) * np.exp(-((xx[sl] - x) ** 2 + (yy[sl] - y) ** 2) / (2 * s * s))
+    r = np.hypot((xx - 300) / 60, (yy - 180) / 35)
+    img += 0.03 * np.exp(-r**1.2)
+    return img
+
+
+def gradient(angle: float, amp: float, quad: float = 0.0) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    u = ((xx - W / 2) * np.cos(angle) + (yy - H / 2) * np.sin(angle)) / (W / 2)
+    return (amp * u + quad * u**2).astype(np.float32)
+
+
+def frame(sky: np.ndarray, t: float, bg: np.ndarray, rng, noise: float = 5e-4) -> np.ndarray:
+    img = t * sky + SKY * (1 + bg)
+    return (img + rng.normal(0, noise, img.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sky() -> np.ndarray:
+    return truth_sky()
+
+
+def test_global_normalization_matches_location_and_scale() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.1, 0.01, (200, 200)).astype(np.float32)
+    f = (ref - 0.1) * 0.5 + 0.3
+    g = global_normalization(f, ref)
+    out = g.apply(f)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    z = f.copy()
+    z[:10] = 0
+    assert np.all(g.apply(z)[:10] == 0)  # no data stays no data
+
+
+@pytest.mark.parametrize(("t", "angle", "amp", "quad"), [
+    (0.7, 0.3, 0.05, 0.02), (1.3, 2.5, -0.05, 0.03), (1.0, 4.0, 0.04, -0.05), (0.85, 1.2, 0.0, 0.0),
+])
+def test_ln_background_and_scale_accuracy(sky, t, angle, amp, quad) -> None:
+    rng = np.random.default_rng(int(t * 100))
+    ref_bg = np.zeros((H, W), np.float32)
+    reference = frame(sky, 1.0, ref_bg, rng, noise=2e-4)
+    bg = gradient(angle, amp, quad)
+    target = frame(sky, t, bg, rng)
+    ln = compute_local_normalization(target, reference)
+    assert ln.method == "stars"
+    assert abs(ln.a1 * t - 1) <= 0.005  # photometric scale error ≤ 0.5 %
+    # background of the normalized frame vs the reference's, on the noiseless backgrounds
+    a0 = ln.a0()
+    err = a0 + ln.a1 * SKY * (1 + bg) - SKY * (1 + ref_bg)
+    rms = float(np.sqrt(np.mean(err**2)))
+    assert rms <= 0.002 * SKY
+
+
+def test_ln_apply_by_bands_equals_whole_and_keeps_zeros(sky) -> None:
+    rng = np.random.default_rng(3)
+    reference = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    target = frame(sky, 0.8, gradient(1.0, 0.05), rng)
+    target[:, :40] = 0  # registration border
+    ln = compute_local_normalization(target, reference)
+    whole = ln.apply(target)
+    bands = np.concatenate([ln.apply(target[r : r + 50], r) for r in range(0, H, 50)])
+    np.testing.assert_allclose(bands, whole, atol=1e-6)
+    assert np.all(whole[:, :40] == 0)
+
+
+def test_ln_falls_back_to_pixel_ratios_without_stars() -> None:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    neb = 0.05 * np.exp(-(((xx - 250) / 90) ** 2 + ((yy - 200) / 70) ** 2))
+    reference = (neb + SKY + rng.normal(0, 2e-4, (H, W))).astype(np.float32)
+    target = (0.8 * neb + SKY * (1 + gradient(0.5, 0.03)) + rng.normal(0, 2e-4, (H, W))).astype(np.float32)
+    ln = compute_local_normalization(target, reference, config=LNConfig(min_stars=10))
+    assert ln.method == "pixels"
+    assert ln.a1 * 0.8 == pytest.approx(1.0, abs=0.03)
+
+
+def test_ln_stack_flatter_than_global(sky) -> None:
+    """Frames whose gradients change direction (moon, light pollution): an LN stack against a
+    reference of the best, flattest frames has a flatter background than a globally normalized one."""
+    rng = np.random.default_rng(11)
+    n = 9
+    ts = rng.uniform(0.75, 1.25, n)
+    amps = np.r_[[0.005, 0.01, 0.005], rng.uniform(0.04, 0.05, n - 3)]  # three nearly flat frames
+    frames = [frame(sky, t, gradient(0.4 * k + (2.9 if k % 2 else 0), a), rng)
+              for k, (t, a) in enumerate(zip(ts, amps, strict=True))]
+    weights = np.r_[[3.0, 2.9, 2.8], np.ones(n - 3)]
+    ref = build_reference(frames, weights, n=3)
+    assert sorted(ref.frames) == [0, 1, 2]
+    ln_stack = np.mean([compute_local_normalization(f, ref.data).apply(f) for f in frames], axis=0)
+    gl_stack = np.mean([global_normalization(f, ref.data).apply(f) for f in frames], axis=0)
+
+    def flatness(stack: np.ndarray) -> float:
+        # background residual after removing the (scaled) truth sky, smoothed to kill noise
+        from scipy import ndimage
+
+        # fit scale and constant level to the truth; what is left is the background's shape
+        a = np.column_stack([sky.ravel(), np.ones(sky.size)])
+        (k, c), *_ = np.linalg.lstsq(a, stack.ravel().astype(np.float64), rcond=None)
+        resid = ndimage.uniform_filter(stack - k * sky - c, 31)[32:-32, 32:-32]
+        return float(resid.std())
+
+    assert flatness(ln_stack) < 0.5 * flatness(gl_stack)
+
+
+def test_reference_count_rule() -> None:
+    assert reference_frame_count(2) == 2
+    assert reference_frame_count(5) == 3
+    assert reference_frame_count(30) == 10
+    assert reference_frame_count(200) == 20
+
+
+def test_dark_as_reference_is_refused() -> None:
+    with pytest.raises(LNReferenceError, match="division by near-zero"):
+        check_reference_type("dark", path="master_dark.xisf")
+    for t in ("bias", "flat", "dark_flat"):
+        with pytest.raises(LNReferenceError):
+            check_reference_type(t)
+    check_reference_type("light")
+
+
+def test_reference_with_dead_pixels_and_bad_column_is_repaired(sky) -> None:
+    rng = np.random.default_rng(5)
+    ref = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    ref[:, :30] = 0  # registration border: not a defect
+    bad = ref.copy()
+    bad[:, 200] = 0  # a bad column running edge to edge
+    bad[100, 100] = 0
+    bad[101, 300] = np.nan
+    fixed, n, notes = validate_reference(bad)
+    assert n == H + 2
+    assert np.all(np.isfinite(fixed))
+    assert np.all(fixed[:, 30:] != 0)
+    assert np.all(fixed[:, :30] == 0)
+    assert np.abs(fixed[:, 200] - ref[:, 200]).mean() < 3e-3  # filled with the local background
+    with pytest.raises(LNReferenceError, match="dead pixels or bad columns"):
+        validate_reference(bad, fill=False)
+    # and LN against the repaired reference yields finite functions
+    target = frame(sky, 0.9, gradient(0.2, 0.04), rng)
+    ln = compute_local_normalization(target, fixed)
+    assert np.all(np.isfinite(ln.a0_grid))
+
+
+def test_other_panel_reference_is_refused(sky) -> None:
+    rng = np.random.default_rng(6)
+    panel_a = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    panel_a[:, W // 2 + 40 :] = 0
+    panel_b = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    panel_b[:, : W // 2 - 40] = 0
+    with pytest.raises(LNReferenceError, match="another mosaic panel"):
+        check_coverage(panel_b, panel_a, path="panel B light")
+    assert check_coverage(panel_a, panel_a) == 1.0
+
+
+def test_ln_needs_overlap() -> None:
+    a = np.zeros((100, 100), np.float32)
+    a[:, :50] = 0.1
+    b = np.zeros((100, 100), np.float32)
+    b[:, 60:] = 0.1
+    with pytest.raises(LNError):
+        compute_local_normalization(a, b)
