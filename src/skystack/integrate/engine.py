@@ -1,0 +1,417 @@
+"""The stack engine: per-frame statistics, normalization coefficients, row-band streaming.
+
+Pass 1 reads a subsample of rows from every frame (location, scale, noise; the sample stack for the
+Poisson gain of averaged sigma). Pass 2 walks the image in row bands: each band is gathered from
+every frame into one reusable buffer and integrated by the numba kernel. The band height comes
+from the memory budget, so peak memory does not grow with the number or size of frames beyond
+the output maps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from skystack.errors import ConfigError, SkystackError
+from skystack.integrate._reference import COMBINE_CODES, METHOD_CODES, KernelParams
+from skystack.integrate.config import IntegrationConfig
+from skystack.integrate.io import BandNormalizer, FrameSource, open_sources
+
+__all__ = ["integrate", "IntegrationResult", "FrameStats", "parse_memory", "IntegrationError",
+           "frame_statistics", "SAMPLE_PIXELS"]
+
+#: Pixels per frame used for statistics (rows spread evenly over the frame).
+SAMPLE_PIXELS = 1 << 18
+_MAD = 1.482602218505602      # MAD → σ for a normal distribution
+
+
+class IntegrationError(SkystackError, ValueError):
+    """The frames cannot be integrated together (shapes differ, nothing to integrate...)."""
+
+
+@dataclass
+class FrameStats:
+    """What the engine measured and decided for one frame (per channel where it matters)."""
+
+    name: str
+    location: NDArray[np.float64]
+    scale: NDArray[np.float64]
+    noise: NDArray[np.float64]
+    weight: NDArray[np.float64]
+    pedestal: float = 0.0
+    valid: int = 0
+    rejected_low: float = 0.0
+    rejected_high: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"name": self.name, "location": self.location.tolist(),
+                "scale": self.scale.tolist(), "noise": self.noise.tolist(),
+                "weight": self.weight.tolist(), "pedestal": self.pedestal, "valid": self.valid,
+                "rejected_low": self.rejected_low, "rejected_high": self.rejected_high}
+
+
+@dataclass
+class IntegrationResult:
+    """The integrated image, its rejection and coverage maps, and per-frame statistics."""
+
+    image: NDArray[np.float32]
+    low_rejected: NDArray[np.uint16]
+    high_rejected: NDArray[np.uint16]
+    coverage: NDArray[np.uint16]
+    stats: list[FrameStats]
+    config: IntegrationConfig
+    bands: int = 1
+    band_rows: int = 0
+    keywords: list[Any] = field(default_factory=list)
+
+    def write(self, path: str | Path, *, keywords: Sequence[Any] = (), maps: bool = True) -> Path:
+        """Write the master (FITS or XISF by suffix) with ``REJ_LOW``/``REJ_HIGH``/``COVERAGE``.
+
+        See :func:`skystack.integrate.io.write_result`.
+        """
+        from skystack.integrate.io import write_result
+
+        return write_result(self, path, keywords=keywords, maps=maps)
+
+
+def parse_memory(memory: int | str | None) -> int:
+    """Bytes from ``4G``, ``512M``, ``1.5GB``, ``1048576`` or None (a quarter of physical RAM)."""
+    if memory is None:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 8 << 30
+        return int(total // 4)
+    if isinstance(memory, int | float):
+        return int(memory)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(memory))
+    if not m:
+        msg = f"memory={memory!r}: use a byte count or a size such as 512M or 4G"
+        raise ConfigError(msg)
+    unit = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * unit)
+
+
+def _robust_stats(x: NDArray[np.float32]) -> tuple[float, float, float]:
+    """(location, scale, noise) of sample rows (rows, W); 0 and NaN are no data."""
+    valid = (x == x) & (x != 0)
+    v = x[valid].astype(np.float64)
+    if v.size == 0:
+        return 0.0, 0.0, 0.0
+    loc = float(np.median(v))
+    scale = _MAD * float(np.median(np.abs(v - loc)))
+    if scale == 0:
+        scale = float(v.std())
+    # Noise from horizontal first differences: insensitive to gradients and extended signal.
+    both = valid[:, 1:] & valid[:, :-1]
+    d = (x[:, 1:].astype(np.float64) - x[:, :-1])[both]
+    noise = _MAD * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0) if d.size else 0.0
+    if noise == 0 and d.size:
+        noise = float(d.std()) / np.sqrt(2.0)
+    return loc, scale, noise
+
+
+def frame_statistics(sources: Sequence[FrameSource]) -> tuple[NDArray[np.float64], ...]:
+    """Location, scale and noise (N, C) of every frame plus the sample stack (N, C, S).
+
+    Values are pedestal-free (each source's pedestal is subtracted, no-data kept as 0).
+    """
+    c, h, w = sources[0].shape
+    n_rows = int(np.clip(SAMPLE_PIXELS // max(w, 1), 1, h))
+    rows = np.unique(np.linspace(0, h - 1, n_rows).round().astype(np.intp))
+    n = len(sources)
+    loc = np.zeros((n, c))
+    scale = np.zeros((n, c))
+    noise = np.zeros((n, c))
+    sample = np.zeros((n, c, len(rows) * w), np.float32)
+    for i, src in enumerate(sources):
+        x = src.sample_rows(rows)
+        if src.pedestal:
+            x = np.where((x == x) & (x != 0), x - np.float32(src.pedestal), x)
+        for ch in range(c):
+            loc[i, ch], scale[i, ch], noise[i, ch] = _robust_stats(x[ch])
+            sample[i, ch] = x[ch].reshape(-1)
+    return loc, scale, noise, sample
+
+
+def _affine(mode: str, loc: NDArray[np.float64], scale: NDArray[np.float64],
+            ref: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-frame (a, b), (N, C), mapping a pedestal-free value x to a·x + b."""
+    lr, sr = loc[ref], scale[ref]
+    safe_l = np.where(loc != 0, loc, 1.0)
+    safe_s = np.where(scale > 0, scale, 1.0)
+    k_s = np.where(scale > 0, sr / safe_s, 1.0)
+    k_m = np.where(loc != 0, lr / safe_l, 1.0)
+    if mode == "none":
+        return np.ones_like(loc), np.zeros_like(loc)
+    if mode == "additive":
+        return np.ones_like(loc), lr - loc
+    if mode in ("multiplicative", "equalize"):
+        return k_m, np.zeros_like(loc)
+    if mode in ("additive-scaling", "scale"):
+        return k_s, lr - k_s * loc
+    if mode == "multiplicative-scaling":
+        # multiplicative match of locations, then dispersion matched around the location
+        k = np.where(k_m != 0, k_s / k_m, 1.0)
+        return k_s, lr * (1.0 - k)
+    msg = f"unknown normalization {mode!r}"
+    raise ConfigError(msg)
+
+
+def _poisson_gain(sample: NDArray[np.float32], ra: NDArray[np.float64],
+                  rb: NDArray[np.float64]) -> float:
+    """Variance per unit signal of the rejection-normalized sample stack (N, S) (averaged sigma)."""
+    valid = np.all((sample == sample) & (sample != 0), axis=0)
+    if valid.sum() < 16 or sample.shape[0] < 2:
+        return 0.0
+    r = ra[:, None] * sample[:, valid].astype(np.float64) + rb[:, None]
+    med = np.median(r, axis=0)
+    var = r.var(axis=0, ddof=1)
+    m = np.abs(med)
+    ok = m > 0
+    return float(np.median(var[ok] / m[ok])) if ok.any() else 0.0
+
+
+def _band_rows(budget: int, *, n: int, c: int, h: int, w: int, large_scale: bool,
+               halo: int) -> int:
+    """Rows per band so that buffers + outputs fit ``budget`` bytes (at least one row)."""
+    fixed = c * h * w * (4 + 2 + 2 + 2)           # image + three uint16 maps
+    per_row = n * c * w * 4                         # the gathered band
+    if large_scale:
+        per_row += 2 * n * w + 4 * w * 8 + w * 10   # mask + exclude + filter temps + band outputs
+    rows = (budget - fixed) // max(per_row, 1)
+    if large_scale:
+        rows -= 2 * halo
+    return int(np.clip(rows, 1, h))
+
+
+def _large_scale_exclude(mask: NDArray[np.uint8], *, layers: int, growth: int) -> NDArray[np.uint8]:
+    """Grow clustered rejections of one band mask (N, rows, W) into an exclusion mask."""
+    from scipy.ndimage import maximum_filter, uniform_filter
+
+    win = 2**layers + 1
+    out = np.zeros_like(mask)
+    for side in (1, 2):
+        for i in range(mask.shape[0]):
+            m = mask[i] == side
+            if not m.any():
+                continue
+            count = uniform_filter(m.astype(np.float32), size=win, mode="constant") * (win * win)
+            cluster = m & (count >= win - 0.5)
+            if not cluster.any():
+                continue
+            grown = maximum_filter(cluster, size=2 * growth + 1, mode="constant") if growth else cluster
+            out[i][grown & (out[i] == 0)] = side
+    return out
+
+
+def _run_kernel(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]], p: KernelParams,
+                lam: NDArray[np.float64], image: NDArray[np.float32], nlow: NDArray[np.uint16],
+                nhigh: NDArray[np.uint16], cov: NDArray[np.uint16], *,
+                exclude: NDArray[np.uint8] | None = None,
+                mask: NDArray[np.uint8] | None = None) -> NDArray[np.int64]:
+    from skystack.integrate._kernels import CHUNK, integrate_kernel
+
+    n, npix = stack.shape
+    counts = np.zeros(((npix + CHUNK - 1) // CHUNK, n, 3), np.int64)
+    dummy = np.zeros((1, 1), np.uint8)
+    integrate_kernel(stack, co["ra"], co["rb"], co["oa"], co["ob"], co["w"], co["rl"], co["rh"],
+                     dummy if exclude is None else exclude, exclude is not None,
+                     METHOD_CODES[p.method], COMBINE_CODES[p.combine], float(p.low),
+                     float(p.high), int(p.min_count), int(p.max_count), float(p.esd_outliers),
+                     float(p.esd_low_relaxation), float(p.poisson_gain), lam,
+                     image, nlow, nhigh, cov, dummy if mask is None else mask, mask is not None,
+                     counts)
+    return counts.sum(axis=0)
+
+
+def integrate(
+    frames: Sequence[Any],
+    *,
+    config: IntegrationConfig | None = None,
+    weights: Any = None,
+    local_normalization: Sequence[BandNormalizer] | None = None,
+    memory: int | str | None = None,
+) -> IntegrationResult:
+    """Combine frames into one image with pixel rejection, streaming row bands.
+
+    Parameters
+    ----------
+    frames : sequence of path or array
+        Paths (read band by band) or arrays (H, W) / (C, H, W) in [0, 1].
+    config : IntegrationConfig, optional
+        Combination, rejection, normalization and weighting (default: WBPP's light settings).
+    weights : array-like, optional
+        Per-frame weights (N,) or (N, C), overriding ``config.weights``.
+    local_normalization : sequence of BandNormalizer, optional
+        One per frame; replaces output and rejection normalization (pedestals are kept, as WBPP
+        does with local normalization).
+    memory : int or str, optional
+        Memory budget (bytes or ``"4G"``); default a quarter of RAM.
+
+    Returns
+    -------
+    IntegrationResult
+    """
+    cfg = config or IntegrationConfig()
+    if len(frames) == 0:
+        raise IntegrationError("no frames to integrate")
+    if local_normalization is not None and len(local_normalization) != len(frames):
+        raise IntegrationError("local_normalization needs one normalizer per frame")
+    budget = parse_memory(memory)
+    with tempfile.TemporaryDirectory(prefix="skystack-integrate-") as tmp:
+        subtract = cfg.subtract_pedestal and local_normalization is None
+        sources = open_sources(frames, cache_dir=Path(tmp), subtract_pedestal=subtract)
+        try:
+            return _integrate(sources, cfg, weights, local_normalization, budget)
+        finally:
+            for s in sources:
+                s.close()
+
+
+def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
+               ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
+    from skystack.integrate._reference import esd_critical_values
+
+    shape = sources[0].shape
+    for s in sources[1:]:
+        if s.shape != shape:
+            msg = (f"{s.name}: shape {s.shape} differs from {sources[0].name} {shape}; "
+                   "register the frames (or drop this one) before integrating")
+            raise IntegrationError(msg)
+    n = len(sources)
+    c, h, w = shape
+    cfg = cfg.resolved(n)
+    if not 0 <= cfg.reference < n:
+        raise ConfigError(f"reference={cfg.reference} is outside 0..{n - 1}")
+    loc, scale, noise, sample = frame_statistics(sources)
+    ped = np.array([s.pedestal for s in sources])
+    if ln is None:
+        ra, rb = _affine(cfg.rejection_normalization, loc, scale, cfg.reference)
+        oa, ob = _affine(cfg.normalization, loc, scale, cfg.reference)
+        # fold the pedestal in: a·(x − p) + b
+        rb = rb - ra * ped[:, None]
+        ob = ob - oa * ped[:, None]
+        noise_out = noise * np.abs(oa)
+    else:
+        ra = oa = np.ones((n, c))
+        rb = ob = np.zeros((n, c))
+        ka, _ = _affine("additive-scaling", loc, scale, cfg.reference)
+        noise_out = noise * ka
+    if weights is not None:
+        wts = np.asarray(weights, np.float64)
+        wts = np.broadcast_to(wts.reshape(n, -1), (n, c)).copy()
+        if wts.shape[0] != n or not np.all(np.isfinite(wts)) or np.any(wts < 0):
+            raise ConfigError("weights must be finite, >= 0, one per frame")
+    elif cfg.weights == "noise":
+        with np.errstate(divide="ignore"):
+            wts = np.where(noise_out > 0, 1.0 / np.maximum(noise_out, 1e-30) ** 2, 0.0)
+        top = wts.max(axis=0, keepdims=True)
+        wts = np.where(top > 0, wts / np.where(top > 0, top, 1.0), 1.0)
+    else:
+        wts = np.ones((n, c))
+    rl = np.full(n, -np.inf) if cfg.range_low is None else cfg.range_low + ped
+    rh = np.full(n, np.inf) if cfg.range_high is None else cfg.range_high + ped
+    lam = (esd_critical_values(n, cfg.esd_alpha) if cfg.rejection == "esd"
+           else np.zeros(n + 1))
+    gains = [0.0] * c
+    if cfg.rejection == "averaged-sigma":
+        gains = [_poisson_gain(sample[:, ch], ra[:, ch], rb[:, ch]) for ch in range(c)]
+    coeffs = [{"ra": ra[:, ch].copy(), "rb": rb[:, ch].copy(), "oa": oa[:, ch].copy(),
+               "ob": ob[:, ch].copy(), "w": wts[:, ch].copy(), "rl": np.asarray(rl, np.float64),
+               "rh": np.asarray(rh, np.float64)} for ch in range(c)]
+    params = [KernelParams(method=cfg.rejection, combine=cfg.combine, low=float(cfg.low or 0.0),
+                           high=float(cfg.high or 0.0), min_count=cfg.min_count,
+                           max_count=cfg.max_count, esd_outliers=cfg.esd_outliers,
+                           esd_low_relaxation=cfg.esd_low_relaxation, poisson_gain=gains[ch])
+              for ch in range(c)]
+    del sample
+
+    image = np.zeros((c, h, w), np.float32)
+    nlow = np.zeros((c, h, w), np.uint16)
+    nhigh = np.zeros((c, h, w), np.uint16)
+    cov = np.zeros((c, h, w), np.uint16)
+    counts = np.zeros((n, 3), np.int64)
+    halo = (2 ** cfg.large_scale_layers + 1) // 2 + cfg.large_scale_growth if cfg.large_scale else 0
+    rows = _band_rows(budget, n=n, c=c, h=h, w=w, large_scale=cfg.large_scale, halo=halo)
+    flat = np.empty(c * n * min(h, rows + 2 * halo) * w, np.float32)
+    tmp = np.empty((c, min(h, rows + 2 * halo), w), np.float32)
+    bands = 0
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
+        nr = a1 - a0
+        buf = flat[: c * n * nr * w].reshape(c, n, nr, w)
+        for i, src in enumerate(sources):
+            band = tmp[:, :nr]
+            src.read_rows(a0, a1, band)
+            if ln is not None:
+                nodata = (band != band) | (band == 0)
+                band = np.asarray(ln[i].apply(band if c > 1 else band[0], a0), np.float32)
+                band = band.reshape(c, nr, w)
+                band = np.where(nodata, np.float32(np.nan), band)
+            buf[:, i] = band
+        for ch in range(c):
+            stack = buf[ch].reshape(n, nr * w)
+            if not cfg.large_scale:
+                counts += _run_kernel(stack, coeffs[ch], params[ch], lam,
+                                      image[ch, r0:r1].reshape(-1), nlow[ch, r0:r1].reshape(-1),
+                                      nhigh[ch, r0:r1].reshape(-1), cov[ch, r0:r1].reshape(-1))
+                continue
+            counts += _large_scale_band(stack, coeffs[ch], params[ch], lam, cfg, n=n, nr=nr, w=w,
+                                        core=(r0 - a0, r1 - a0), image=image[ch, r0:r1],
+                                        nlow=nlow[ch, r0:r1], nhigh=nhigh[ch, r0:r1],
+                                        cov=cov[ch, r0:r1])
+        bands += 1
+
+    stats = []
+    for i, src in enumerate(sources):
+        valid = int(counts[i, 0])
+        stats.append(FrameStats(name=src.name, location=loc[i], scale=scale[i], noise=noise[i],
+                                weight=wts[i], pedestal=float(src.pedestal), valid=valid,
+                                rejected_low=counts[i, 1] / valid if valid else 0.0,
+                                rejected_high=counts[i, 2] / valid if valid else 0.0))
+    if all(getattr(s, "ndim", 3) == 2 for s in sources):
+        image, nlow, nhigh, cov = image[0], nlow[0], nhigh[0], cov[0]
+    return IntegrationResult(image=image, low_rejected=nlow, high_rejected=nhigh, coverage=cov,
+                             stats=stats, config=cfg, bands=bands, band_rows=rows)
+
+
+def _large_scale_band(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]],
+                      p: KernelParams, lam: NDArray[np.float64], cfg: IntegrationConfig, *,
+                      n: int, nr: int, w: int, core: tuple[int, int], image: NDArray[np.float32],
+                      nlow: NDArray[np.uint16], nhigh: NDArray[np.uint16],
+                      cov: NDArray[np.uint16]) -> NDArray[np.int64]:
+    """Two kernel passes over a band with halo: find clustered rejections, then re-integrate."""
+    npix = nr * w
+    t_img = np.empty(npix, np.float32)
+    t_lo = np.empty(npix, np.uint16)
+    t_hi = np.empty(npix, np.uint16)
+    t_cov = np.empty(npix, np.uint16)
+    mask = np.empty((n, npix), np.uint8)
+    _run_kernel(stack, co, p, lam, t_img, t_lo, t_hi, t_cov, mask=mask)
+    exclude = _large_scale_exclude(mask.reshape(n, nr, w), layers=cfg.large_scale_layers,
+                                   growth=cfg.large_scale_growth).reshape(n, npix)
+    _run_kernel(stack, co, p, lam, t_img, t_lo, t_hi, t_cov, exclude=exclude, mask=mask)
+    k0, k1 = core
+    sl = slice(k0 * w, k1 * w)
+    image[...] = t_img[sl].reshape(k1 - k0, w)
+    nlow[...] = t_lo[sl].reshape(k1 - k0, w)
+    nhigh[...] = t_hi[sl].reshape(k1 - k0, w)
+    cov[...] = t_cov[sl].reshape(k1 - k0, w)
+    core_stack = stack[:, sl]
+    core_mask = mask[:, sl]
+    out = np.zeros((n, 3), np.int64)
+    out[:, 0] = np.count_nonzero((core_stack == core_stack) & (core_stack != 0), axis=1)
+    out[:, 1] = np.count_nonzero(core_mask == 1, axis=1)
+    out[:, 2] = np.count_nonzero(core_mask == 2, axis=1)
+    return out

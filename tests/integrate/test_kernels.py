@@ -1,0 +1,117 @@
+"""numba kernel vs the plain reference, on random stacks and edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skystack.integrate import _kernels as K
+from skystack.integrate._reference import (
+    COMBINE_CODES,
+    METHOD_CODES,
+    KernelParams,
+    esd_critical_values,
+    integrate_reference,
+)
+from skystack.integrate.engine import _run_kernel
+
+METHODS = ["none", "minmax", "percentile", "sigma", "winsorized", "averaged-sigma",
+           "linear-fit", "esd"]
+LIMITS = {"percentile": (0.2, 0.1), "sigma": (3.0, 2.5), "winsorized": (3.0, 2.5),
+          "averaged-sigma": (3.0, 2.5), "linear-fit": (3.0, 2.0)}
+
+
+def test_codes_match() -> None:
+    for name, code in METHOD_CODES.items():
+        assert getattr(K, name.upper().replace("-", "_").replace("AVERAGED_SIGMA", "AVSIGMA")
+                       .replace("LINEAR_FIT", "LINFIT").replace("WINSORIZED", "WINSORIZED")) == code
+    for name, code in COMBINE_CODES.items():
+        assert getattr(K, name.upper()) == code
+
+
+def _coeffs(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"ra": rng.uniform(0.8, 1.2, n), "rb": rng.uniform(-0.01, 0.01, n),
+            "oa": rng.uniform(0.9, 1.1, n), "ob": rng.uniform(-0.01, 0.01, n),
+            "w": rng.uniform(0.5, 1.0, n), "rl": np.full(n, 0.02), "rh": np.full(n, 0.9)}
+
+
+def _stack(n: int, npix: int, rng: np.random.Generator) -> np.ndarray:
+    x = (0.1 + 0.01 * rng.standard_normal((n, npix))).astype(np.float32)
+    hits = rng.random((n, npix)) < 0.03
+    x[hits] += rng.uniform(0.02, 0.5, hits.sum()).astype(np.float32)       # cosmics, trails
+    lows = rng.random((n, npix)) < 0.01
+    x[lows] -= rng.uniform(0.03, 0.09, lows.sum()).astype(np.float32)
+    x[rng.random((n, npix)) < 0.02] = 0.0                                   # no data
+    x[rng.random((n, npix)) < 0.01] = np.nan
+    x[:, :7] = 0.1                                                          # all equal
+    x[:, 7:11] = np.round(x[:, 7:11], 2)                                    # ties
+    x[:, 11] = 0.0                                                          # nothing valid
+    return x
+
+
+def _compare(x: np.ndarray, params: KernelParams, co: dict[str, np.ndarray],
+             exclude: np.ndarray | None = None) -> None:
+    n, npix = x.shape
+    lam = esd_critical_values(n, 0.05)
+    ref = integrate_reference(x, params=params, rej_scale=co["ra"], rej_offset=co["rb"],
+                              out_scale=co["oa"], out_offset=co["ob"], weights=co["w"],
+                              range_lo=co["rl"], range_hi=co["rh"], exclude=exclude,
+                              esd_lambda=lam)
+    img = np.empty(npix, np.float32)
+    lo = np.empty(npix, np.uint16)
+    hi = np.empty(npix, np.uint16)
+    cov = np.empty(npix, np.uint16)
+    mask = np.empty((n, npix), np.uint8)
+    counts = _run_kernel(x, co, params, lam, img, lo, hi, cov, exclude=exclude, mask=mask)
+    np.testing.assert_array_equal(cov, ref[3])
+    # float64 sums in a different order may flip a sample sitting exactly on a threshold
+    same = (lo == ref[1]) & (hi == ref[2])
+    assert same.mean() >= 0.999, f"{params.method}: {np.flatnonzero(~same)[:5]}"
+    np.testing.assert_allclose(img[same], ref[0][same], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(mask[:, same], ref[4][:, same])
+    assert counts[:, 0].tolist() == np.count_nonzero((x == x) & (x != 0), axis=1).tolist()
+    assert counts[:, 1].sum() == lo.sum() and counts[:, 2].sum() == hi.sum()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 24])
+def test_kernel_matches_reference(method: str, n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    low, high = LIMITS.get(method, (1.0, 1.0))
+    params = KernelParams(method=method, combine="average", low=low, high=high,
+                          poisson_gain=0.001)
+    _compare(_stack(n, 1500, rng), params, _coeffs(n, rng))
+
+
+@pytest.mark.parametrize("combine", ["average", "median", "min", "max", "sum"])
+def test_combines_match_reference(combine: str) -> None:
+    rng = np.random.default_rng(7)
+    params = KernelParams(method="winsorized", combine=combine, low=3.0, high=2.5)
+    _compare(_stack(9, 1500, rng), params, _coeffs(9, rng))
+
+
+def test_exclude_mask_matches_reference() -> None:
+    rng = np.random.default_rng(8)
+    x = _stack(10, 1000, rng)
+    exclude = rng.choice(np.array([0, 1, 2], np.uint8), size=x.shape, p=[0.9, 0.05, 0.05])
+    _compare(x, KernelParams(method="sigma", low=3.0, high=3.0), _coeffs(10, rng), exclude)
+
+
+def test_exact_values_small_stacks() -> None:
+    """Hand-computed results: weighted mean, min/max clipping, all-rejected fallback."""
+    co = {"ra": np.ones(3), "rb": np.zeros(3), "oa": np.ones(3), "ob": np.zeros(3),
+          "w": np.array([1.0, 1.0, 2.0]), "rl": np.full(3, -np.inf), "rh": np.full(3, np.inf)}
+    x = np.array([[0.1, 0.2, np.nan], [0.3, 0.2, 0.0], [0.5, 0.2, 0.7]], np.float32)
+    img = np.empty(3, np.float32)
+    lo, hi, cov = (np.empty(3, np.uint16) for _ in range(3))
+    _run_kernel(x, co, KernelParams(method="none"), np.zeros(4), img, lo, hi, cov)
+    np.testing.assert_allclose(img, [(0.1 + 0.3 + 1.0) / 4, 0.2, 0.7], atol=1e-7)
+    assert cov.tolist() == [3, 3, 1]
+    _run_kernel(x, co, KernelParams(method="minmax", min_count=1, max_count=1), np.zeros(4),
+                img, lo, hi, cov)
+    np.testing.assert_allclose(img, [0.3, 0.2, 0.7], atol=1e-7)
+    assert lo.tolist() == [1, 1, 0] and hi.tolist() == [1, 1, 0]
+    # range rejection of everything leaves 0 (no data) and counts it
+    co["rh"] = np.full(3, 0.05)
+    _run_kernel(x, co, KernelParams(method="none"), np.zeros(4), img, lo, hi, cov)
+    assert img.tolist() == [0.0, 0.0, 0.0] and hi.tolist() == [3, 3, 1]
