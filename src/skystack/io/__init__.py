@@ -14,11 +14,18 @@ Examples
 from __future__ import annotations
 
 import importlib
+import struct
+import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from skystack.errors import ImageReadError, ImageWriteError, UnsupportedFormatError
+from skystack.errors import (
+    ImageReadError,
+    ImageWriteError,
+    SkystackError,
+    UnsupportedFormatError,
+)
 from skystack.io.image import SAMPLE_MAX, FileFormat, Header, Image, Keyword
 
 __all__ = [
@@ -67,6 +74,8 @@ def detect_format(path: str | Path) -> FileFormat:
         The bytes match no supported format.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ImageReadError(p, "is a directory, not an image file")
     try:
         with open(p, "rb") as fh:
             head = fh.read(16)
@@ -83,6 +92,9 @@ def detect_format(path: str | Path) -> FileFormat:
         if any(name.endswith(s + ".gz") for s in (".fits", ".fit", ".fts")):
             return "fits"
         raise UnsupportedFormatError(p, "gzip file that is not .fits.gz — unpack it first")
+    if head[:2] == b"\x1f\x9d" or head[:3] == b"BZh" or head[:4] == b"PK\x03\x04":
+        kind = {b"\x1f\x9d": "Unix compress (.Z)", b"BZ": "bzip2", b"PK": "zip"}[head[:2]]
+        raise UnsupportedFormatError(p, f"{kind} archive — unpack it first")
     suffix = _suffix(p)
     if suffix in RAW_SUFFIXES:
         return "raw"
@@ -124,13 +136,25 @@ def read_image(path: str | Path) -> Image:
         Anything wrong with the file; the message names it and says what is wrong.
     """
     fmt = detect_format(path)
-    return _backend(fmt).read(Path(path))
+    return _guarded(_backend(fmt).read, Path(path))
 
 
 def read_header(path: str | Path) -> Header:
     """Read a frame's metadata without decoding its pixels."""
     fmt = detect_format(path)
-    return _backend(fmt).read_header(Path(path))
+    return _guarded(_backend(fmt).read_header, Path(path))
+
+
+def _guarded(reader: Any, path: Path) -> Any:
+    """Call a backend reader; any library error on bad input becomes an ImageReadError."""
+    try:
+        return reader(path)
+    except SkystackError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, OverflowError,
+            struct.error, zlib.error) as err:
+        text = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ImageReadError(path, f"cannot read ({type(err).__name__}: {text})") from err
 
 
 def write_image(

@@ -196,7 +196,9 @@ def to_unit_range(raw: NDArray[Any]) -> tuple[NDArray[np.float32], str, tuple[fl
             # float32 cannot hold every uint32; divide in float64 for accuracy.
             np.divide(raw, top, out=out, casting="unsafe")
         else:
-            np.multiply(raw, np.float32(1.0 / top), out=out, casting="unsafe")
+            # A true float32 division (not a multiply by 1/top): correctly rounded, so every
+            # reader (FITS, XISF, TIFF) gives bit-identical values for the same integers.
+            np.divide(raw, np.float32(top), out=out, casting="unsafe")
         return out, name, (0.0, top)
     if kind == "i":
         # Signed data: shift to the unsigned range of the same width (as PixInsight does).
@@ -217,5 +219,11 @@ def from_unit_range(data: NDArray[np.floating[Any]], sample_format: str) -> NDAr
         top = SAMPLE_MAX[sample_format]
         scaled = np.rint(np.clip(np.asarray(data, dtype=np.float64), 0.0, 1.0) * top)
         return scaled.astype(sample_format)
+    if sample_format in ("int8", "int16", "int32"):
+        # Inverse of the signed shift in to_unit_range: [0, 1] → [-2^(n-1), 2^(n-1) - 1].
+        bits = np.dtype(sample_format).itemsize * 8
+        low, top = -(2.0 ** (bits - 1)), 2.0**bits - 1
+        unit = np.clip(np.asarray(data, dtype=np.float64), 0.0, 1.0)
+        return np.rint(unit * top + low).astype(sample_format)
     msg = f"cannot write sample format {sample_format!r}"
     raise ValueError(msg)
