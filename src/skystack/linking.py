@@ -941,9 +941,15 @@ class _Matcher:
             else:
                 when = "session unknown"
             reason = f"filter {fname}, nearest session {fsession or '?'} ({when})"
-            msg = (f"no {fname} flats from this session ({lsession or 'unknown'}); the nearest "
-                   f"are from {fsession or 'an unknown session'} ({when}) and dust may have "
-                   f"moved since — shoot {fname} flats each session")
+            if fsession is None:
+                msg = (f"no {fname} flats from this session ({lsession or 'unknown'}); the "
+                       f"{fname} flats found have no session date and may be from another "
+                       f"night — shoot {fname} flats each session, or set their session in "
+                       "an overrides file")
+            else:
+                msg = (f"no {fname} flats from this session ({lsession or 'unknown'}); the "
+                       f"nearest are from {fsession} ({when}) and dust may have moved since "
+                       f"— shoot {fname} flats each session")
             if cfg.strict_flats:
                 problems.append(Problem("flat", "error", msg + ", or turn off "
                                         "link.strict_flats"))
