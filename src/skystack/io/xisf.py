@@ -124,7 +124,9 @@ def _int(text: str, path: Path, what: str) -> int:
 
 def _parse_block(elem: ET.Element, path: Path, file_size: int) -> _Block:
     """Read an element's data-block attributes, checking offsets against the file size."""
-    location = elem.get("location", "")
+    location = elem.get("location", "").strip()
+    if location.startswith(("url(", "path(")):
+        raise UnsupportedFormatError(path, "distributed XISF (pixels in another file) is not supported")
     attrs = dict(elem.attrib)
     parts = location.split(":")
     kind = parts[0].strip().lower()
@@ -147,8 +149,6 @@ def _parse_block(elem: ET.Element, path: Path, file_size: int) -> _Block:
             raise ImageReadError(path, "embedded data block without a <Data> element")
         attrs.update(data.attrib)  # compression/checksum may sit on <Data>
         fields.update(text=data.text or "", encoding=data.get("encoding", "base64").lower())
-    elif kind in ("url", "path"):
-        raise UnsupportedFormatError(path, "distributed XISF (pixels in another file) is not supported")
     else:
         raise ImageReadError(path, f"unknown data block location {location!r}")
     if "encoding" in fields and fields["encoding"] not in ("base64", "hex"):
