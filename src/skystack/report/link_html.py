@@ -13,19 +13,20 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import textwrap
 from dataclasses import dataclass
 
 from skystack.linking import CalibrationGroup, LightLinks, Link, LinkPlan
 
 __all__ = ["render_link_fragment", "render_link_html"]
 
-_NODE_W_LEFT = 360
-_NODE_W_RIGHT = 380
+_NODE_W_LEFT = 330
+_NODE_W_RIGHT = 330
 _NODE_H = 42
 _PITCH = 52
 _SECTION = 28
-_X_LEFT = 90  # room on the left for flat ← dark-flat/bias arcs
-_X_RIGHT = 820
+_X_LEFT = 80  # room on the left for flat ← dark-flat/bias arcs
+_X_RIGHT = 640
 _TOP = 40
 _KIND_ORDER = ("bias", "dark", "dark_flat", "flat")
 _KIND_TITLE = {"bias": "bias", "dark": "darks", "dark_flat": "dark-flats", "flat": "flats",
@@ -53,6 +54,16 @@ class _Node:
     x: float = 0.0
     y: float = 0.0
     used: bool = True
+
+    def sub_lines(self) -> list[str]:
+        """Subtitle lines: missing nodes show their whole reason and fix (wrapped)."""
+        if self.kind == "missing":
+            return textwrap.wrap(self.subtitle, 52) or [""]
+        return [self.subtitle]
+
+    @property
+    def height(self) -> float:
+        return _NODE_H + 14 * (len(self.sub_lines()) - 1)
 
 
 @dataclass
@@ -95,8 +106,8 @@ def _build(plan: LinkPlan) -> tuple[list[_Node], list[_Node], list[_Edge]]:
     for ll in ordered:
         lg = ll.group
         k = lg.key
-        where = " · ".join(str(v) for v in (k.get("session"), k.get("object"), k.get("panel"))
-                           if v)
+        where = " · ".join(str(v) for v in (k.get("session"), k.get("object"), k.get("panel"),
+                                            k.get("filter")) if v)
         lines = [lg.describe()] + [f"{_MARK[p.severity]} {p.link}: {p.message}"
                                    for p in ll.problems]
         lights.append(_Node(id=lg.id, kind="lights", title=f"{where or lg.id}",
@@ -171,7 +182,7 @@ def _layout(left: list[_Node], right: list[_Node]) -> tuple[list[tuple[str, floa
             y += _SECTION
             prev = n.kind
         n.x, n.y = _X_LEFT, y
-        y += _PITCH
+        y += _PITCH + n.height - _NODE_H
     h_left = y
     y = _TOP + _SECTION
     for n in right:
@@ -197,24 +208,25 @@ def _node_svg(n: _Node, width: int) -> str:
         f'data-id="{_e(n.id)}" data-status="{n.status}" data-used="{str(n.used).lower()}" '
         f'transform="translate({n.x:.0f},{n.y:.0f})" tabindex="0">'
         f"<title>{_e(tip)}</title>"
-        f'<rect width="{width}" height="{_NODE_H}" rx="6"/>'
+        f'<rect width="{width}" height="{n.height:.0f}" rx="6"/>'
         f'<text x="10" y="17" class="t1">{_e(_clip(mark + n.title, chars))}</text>'
-        f'<text x="10" y="33" class="t2">{_e(_clip(n.subtitle, chars + 8))}</text>'
-        "</g>")
+        + "".join(f'<text x="10" y="{33 + 14 * i}" class="t2">{_e(_clip(line, chars + 8))}'
+                  "</text>" for i, line in enumerate(n.sub_lines()))
+        + "</g>")
 
 
 def _edge_svg(e: _Edge, pos: dict[str, _Node]) -> str:
     a, b = pos[e.src], pos[e.dst]
     if e.side == "left":
         # arc on the left margin from the dark-flat/bias to the flat it calibrates
-        x0, y0 = a.x, a.y + _NODE_H / 2
-        x1, y1 = b.x, b.y + _NODE_H / 2
+        x0, y0 = a.x, a.y + a.height / 2
+        x1, y1 = b.x, b.y + b.height / 2
         bulge = min(80.0, 24 + abs(y1 - y0) / 8)
         d = f"M{x0:.0f},{y0:.0f} C{x0 - bulge:.0f},{y0:.0f} {x1 - bulge:.0f},{y1:.0f} " \
             f"{x1:.0f},{y1:.0f}"
     else:
-        x0, y0 = a.x + _NODE_W_LEFT, a.y + _NODE_H / 2
-        x1, y1 = b.x, b.y + _NODE_H / 2
+        x0, y0 = a.x + _NODE_W_LEFT, a.y + a.height / 2
+        x1, y1 = b.x, b.y + b.height / 2
         mx = (x0 + x1) / 2
         d = f"M{x0:.0f},{y0:.0f} C{mx:.0f},{y0:.0f} {mx:.0f},{y1:.0f} {x1:.0f},{y1:.0f}"
     cls = "edge broken" if e.status == "error" else f"edge {e.status}"
@@ -226,7 +238,7 @@ def _edge_svg(e: _Edge, pos: dict[str, _Node]) -> str:
 
 _CSS = """
 .sk-link{font:13px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;
- display:flex;gap:16px;align-items:flex-start}
+ display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .sk-link .sk-diagram{flex:1 1 auto;overflow:auto;border:1px solid #ddd;border-radius:8px;
  background:#fcfcfd}
 .sk-link svg{display:block}
@@ -250,7 +262,8 @@ _CSS = """
 .sk-link .dim{opacity:.15}
 .sk-link .section{font-size:11px;font-weight:700;fill:#667;text-transform:uppercase;
  letter-spacing:.06em}
-.sk-link aside{flex:0 0 340px;max-height:85vh;overflow:auto;border:1px solid #ddd;
+.sk-link .sk-diagram{max-width:100%}
+.sk-link aside{flex:1 0 260px;max-width:420px;max-height:85vh;overflow:auto;border:1px solid #ddd;
  border-radius:8px;padding:10px 12px;background:#fff}
 .sk-link aside h3{margin:0 0 6px;font-size:14px;word-break:break-all}
 .sk-link aside ul{padding-left:18px;margin:4px 0}
