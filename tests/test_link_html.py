@@ -160,7 +160,7 @@ def test_terminal_tree_marks():
     tree = render_link_tree(plan)
     lines = tree.splitlines()
     assert lines[0] == ("link plan: 12 lights in 4 groups, 8 calibration groups — "
-                        "2 group(s) with errors, 1 with warnings")
+                        "2 with errors, 1 with warnings")
     assert lines[1] == "2026-10-12"
     assert "2026-10-14" in lines
     assert sum("✘ flat      none" in ln for ln in lines) == 1

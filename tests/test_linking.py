@@ -364,6 +364,20 @@ def test_override_by_group_id_and_unmatched_pattern():
         "the override flat = ['nowhere/*.fits'] matches no scanned calibration file")
 
 
+def test_override_dark_flat_and_bias():
+    lights = fr("light", 2, folder="Lights")
+    frames = (lights + fr("flat", 3) + fr("dark_flat", 2, exposure=2.0)
+              + fr("dark_flat", 2, exposure=2.0, gain=0.0, folder="g0")
+              + fr("bias", 2) + fr("bias", 2, offset=10.0, folder="o10"))
+    cfg = LinkConfig.from_mapping({"override": {
+        "lights": "Lights/*", "dark_flat": "darkflat-2s-g0-o50-m10C-bin1x1",
+        "bias": ["o10/*.fits"], "dark": "none"}})
+    ll = only(link(frames, config=cfg, root=ROOT))
+    assert ll.flat.dark_flat.manual and ll.flat.dark_flat.group.key["gain"] == 0.0
+    assert ll.bias.manual and ll.bias.group.key["offset"] == 10.0
+    assert ll.dark is None and "dark" in ll.off and ll.problems == []
+
+
 def test_config_from_mapping_validation():
     cfg = LinkConfig.from_mapping({"temperature_tolerance": 3, "strict_flats": True,
                                    "exposure_tolerance": 1.0})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import re
 import statistics
 from collections import defaultdict
@@ -461,12 +462,12 @@ def _bin(b: Any) -> str:
 
 
 def _rel(path: str, root: Path | None) -> str:
+    # like Inventory.relpath (os.path.relpath), but a path outside the root stays as it is
     if root is not None:
-        try:
-            return Path(path).relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return Path(path).as_posix()
+        rel = os.path.relpath(path, root)
+        if rel != ".." and not rel.startswith(".." + os.sep):
+            return rel.replace(os.sep, "/")
+    return path.replace(os.sep, "/")
 
 
 def _slug(v: Any) -> str:

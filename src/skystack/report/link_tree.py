@@ -68,6 +68,10 @@ def _group_node(ll: LightLinks, color: bool) -> _Node:
     return node
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _render(node: _Node, prefix: str, last: bool, top: bool, out: list[str]) -> None:
     if top:
         out.append(node.label)
@@ -104,8 +108,8 @@ def render_link_tree(plan: LinkPlan, *, color: bool = False) -> str:
     n_err = sum(1 for ll in plan.light_links if ll.worst == "error")
     n_warn = sum(1 for ll in plan.light_links if ll.worst == "warning")
     n_lights = sum(len(ll.group.frames) for ll in plan.light_links)
-    head = (f"link plan: {n_lights} lights in {len(plan.light_links)} groups, "
-            f"{len(plan.groups)} calibration groups — {n_err} group(s) with errors, "
+    head = (f"link plan: {_n(n_lights, 'light')} in {_n(len(plan.light_links), 'group')}, "
+            f"{_n(len(plan.groups), 'calibration group')} — {n_err} with errors, "
             f"{n_warn} with warnings")
     out = [head]
     for session in sorted(tree):
