@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from skystack.errors import ChecksumError, ImageReadError, UnsupportedFormatError
-from skystack.io import read_image, write_image
-from skystack.io import xisf
+from skystack.io import read_image, write_image, xisf
 from skystack.io.image import Image, Keyword, from_unit_range, to_unit_range
 
 NS = "http://www.pixinsight.com/xisf"
@@ -34,7 +33,10 @@ def craft(path: Path, image_xml: str, blocks: bytes = b"", *, extra_xml: str = "
 
     def header(pos: int) -> bytes:
         body = image_xml.replace("{pos}", str(pos)) + extra_xml
-        return f'<?xml version="1.0" encoding="UTF-8"?><xisf version="1.0" xmlns="{NS}">{body}</xisf>'.encode()
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?><xisf version="1.0" xmlns="{NS}">{body}</xisf>'
+        )
+        return xml.encode()
 
     pos = 4096
     while 16 + len(header(pos)) > pos:
@@ -62,7 +64,9 @@ def expected_samples(x: np.ndarray, fmt: str) -> np.ndarray:
     return to_unit_range(from_unit_range(x, fmt))[0]
 
 
-def raises_naming(path: Path, exc: type[Exception] = ImageReadError, match: str = "") -> pytest.RaisesContext:
+def raises_naming(
+    path: Path, exc: type[Exception] = ImageReadError, match: str = ""
+) -> pytest.RaisesContext:
     ctx = pytest.raises(exc, match=re.escape(str(path)) + ".*" + match)
     return ctx
 
@@ -87,7 +91,9 @@ def images(draw: st.DrawFn) -> tuple[np.ndarray, str, str | None]:
     return draw(arrays(np.float32, shape, elements=elements)), fmt, compression
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=images())
 def test_round_trip_every_format_channels_and_compression(tmp_path: Path, case) -> None:
     x, fmt, compression = case
@@ -112,8 +118,9 @@ def test_integer_round_trip_is_exact_on_every_level(tmp_path: Path) -> None:
     x = levels.astype(np.float32).reshape(256, 256)
     xisf.write(tmp_path / "l.xisf", Image(data=x), sample_format="uint16", compression="lz4+sh")
     back = xisf.read(tmp_path / "l.xisf").data
-    assert np.array_equal(np.rint(back.astype(np.float64) * 65535).astype(np.int64).ravel(),
-                          np.arange(65536))
+    assert np.array_equal(
+        np.rint(back.astype(np.float64) * 65535).astype(np.int64).ravel(), np.arange(65536)
+    )
 
 
 def test_metadata_round_trip(tmp_path: Path) -> None:
@@ -142,8 +149,12 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
         "Test:IVector": np.array([1, -2, 3], dtype=np.int32),
         "Test:Matrix": np.arange(6, dtype=np.float32).reshape(2, 3),
     }
-    img = Image(data=np.full((10, 12), 0.25, np.float32), keywords=keywords, properties=properties,
-                bayer_pattern="RGGB")
+    img = Image(
+        data=np.full((10, 12), 0.25, np.float32),
+        keywords=keywords,
+        properties=properties,
+        bayer_pattern="RGGB",
+    )
     path = tmp_path / "meta.xisf"
     xisf.write(path, img, compression="zstd+sh")
     for back in (xisf.read(path), xisf.read_header(path)):
@@ -156,7 +167,9 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
             if isinstance(value, np.ndarray):
                 assert got[key].dtype == value.dtype and np.array_equal(got[key], value)
             else:
-                assert got[key] == value and type(got[key]) is type(value.item() if hasattr(value, "item") else value)
+                assert got[key] == value and type(got[key]) is type(
+                    value.item() if hasattr(value, "item") else value
+                )
     xml = header_xml(path)
     assert '<Property id="Test:U16" type="UInt16" value="4096"' in xml
     assert '<Property id="Test:Flag" type="Boolean" value="true"' in xml
@@ -165,8 +178,10 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
 
 
 def test_structural_fits_keywords_are_not_copied(tmp_path: Path) -> None:
-    img = Image(data=np.zeros((4, 4), np.float32),
-                keywords=[Keyword("BZERO", 32768), Keyword("NAXIS1", 4), Keyword("FILTER", "Ha")])
+    img = Image(
+        data=np.zeros((4, 4), np.float32),
+        keywords=[Keyword("BZERO", 32768), Keyword("NAXIS1", 4), Keyword("FILTER", "Ha")],
+    )
     xisf.write(tmp_path / "s.xisf", img)
     assert xisf.read(tmp_path / "s.xisf").keywords == [Keyword("FILTER", "Ha")]
 
@@ -175,7 +190,9 @@ def test_structural_fits_keywords_are_not_copied(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("n_keywords", [0, 300])
-def test_written_layout_is_monolithic_xisf_with_aligned_block(tmp_path: Path, n_keywords: int) -> None:
+def test_written_layout_is_monolithic_xisf_with_aligned_block(
+    tmp_path: Path, n_keywords: int
+) -> None:
     rng = np.random.default_rng(1)
     x = rng.random((3, 40, 50), dtype=np.float32)
     kws = [Keyword(f"KEY{i}", i, "a comment to make the header long") for i in range(n_keywords)]
@@ -188,8 +205,11 @@ def test_written_layout_is_monolithic_xisf_with_aligned_block(tmp_path: Path, n_
     xml = raw[16 : 16 + length].decode()
     assert xml.startswith('<?xml version="1.0" encoding="UTF-8"?>') and xml.endswith("</xisf>")
     assert f'xmlns="{NS}"' in xml
-    assert re.search(r'<Image geometry="50:40:3" sampleFormat="UInt16" colorSpace="RGB" '
-                     r'pixelStorage="Planar" location="attachment:\d+:12000"', xml)
+    assert re.search(
+        r'<Image geometry="50:40:3" sampleFormat="UInt16" colorSpace="RGB" '
+        r'pixelStorage="Planar" location="attachment:\d+:12000"',
+        xml,
+    )
     offset, size = block_span(path)
     assert offset % 4096 == 0 and offset >= 16 + length
     assert offset == -(-(16 + length) // 4096) * 4096 and (offset > 4096) == (n_keywords > 0)
@@ -197,15 +217,21 @@ def test_written_layout_is_monolithic_xisf_with_aligned_block(tmp_path: Path, n_
     assert size == 3 * 40 * 50 * 2 and len(raw) == offset + size
     stored = np.frombuffer(raw[offset:], dtype="<u2").reshape(3, 40, 50)
     assert np.array_equal(stored, np.rint(x.astype(np.float64) * 65535).astype(np.uint16))
-    assert re.search(r'<Property id="XISF:CreatorApplication" type="String">skystack [\d.]+</Property>', xml)
-    assert re.search(r'<Property id="XISF:CreationTime" type="String">\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ<', xml)
+    assert re.search(
+        r'<Property id="XISF:CreatorApplication" type="String">skystack [\d.]+</Property>', xml
+    )
+    assert re.search(
+        r'<Property id="XISF:CreationTime" type="String">\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ<', xml
+    )
 
 
 @pytest.mark.parametrize("compression", ["zstd+sh", "lz4+sh", "zlib", "lz4hc"])
 def test_written_compression_attribute_and_block(tmp_path: Path, compression: str) -> None:
     x = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)
     path = tmp_path / "c.xisf"
-    xisf.write(path, Image(data=x), sample_format="uint16", compression=compression, checksum="sha1")
+    xisf.write(
+        path, Image(data=x), sample_format="uint16", compression=compression, checksum="sha1"
+    )
     xml = header_xml(path)
     suffix = ":2" if compression.endswith("+sh") else ""
     assert f'compression="{compression}:{64 * 48 * 2}{suffix}"' in xml
@@ -231,7 +257,9 @@ def test_sub_blocks_written_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(xisf, "SUBBLOCK_BYTES", 1000)
     x = np.random.default_rng(2).random((30, 50), dtype=np.float32)
     path = tmp_path / "sub.xisf"
-    xisf.write(path, Image(data=x), sample_format="float32", compression="lz4+sh", checksum="sha256")
+    xisf.write(
+        path, Image(data=x), sample_format="float32", compression="lz4+sh", checksum="sha256"
+    )
     m = re.search(r'subblocks="([\d,:]+)"', header_xml(path))
     assert m is not None
     pairs = [tuple(map(int, p.split(","))) for p in m.group(1).split(":")]
@@ -242,7 +270,9 @@ def test_sub_blocks_written_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_write_image_dispatch_and_magic(tmp_path: Path) -> None:
     x = np.full((2, 5, 7), 0.5, np.float32)
-    path = write_image(tmp_path / "d.xisf", Image(data=x, sample_format="uint8"), compression="zstd")
+    path = write_image(
+        tmp_path / "d.xisf", Image(data=x, sample_format="uint8"), compression="zstd"
+    )
     back = read_image(path)
     assert back.format == "xisf" and back.sample_format == "uint8"
     assert np.array_equal(back.data, expected_samples(x, "uint8"))
@@ -254,19 +284,38 @@ def test_write_image_dispatch_and_magic(tmp_path: Path) -> None:
 def test_normal_pixel_storage_rgb(tmp_path: Path) -> None:
     planar = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) * 100
     interleaved = planar.transpose(1, 2, 0).astype("<u2").tobytes()
-    path = craft(tmp_path / "n.xisf", '<Image geometry="5:4:3" sampleFormat="UInt16" colorSpace="RGB" '
-                 'pixelStorage="Normal" location="attachment:{pos}:120"/>', interleaved)
+    path = craft(
+        tmp_path / "n.xisf",
+        '<Image geometry="5:4:3" sampleFormat="UInt16" colorSpace="RGB" '
+        'pixelStorage="Normal" location="attachment:{pos}:120"/>',
+        interleaved,
+    )
     data = xisf.read(path).data
     assert data.shape == (3, 4, 5) and data.flags.c_contiguous
     assert np.array_equal(np.rint(data * 65535).astype(np.uint16), planar)
 
 
-@pytest.mark.parametrize(("fmt", "dtype", "scale"), [("UInt16", ">u2", 65535), ("UInt32", ">u4", 4294967295),
-                                                     ("Float32", ">f4", 1), ("Float64", ">f8", 1)])
+@pytest.mark.parametrize(
+    ("fmt", "dtype", "scale"),
+    [
+        ("UInt16", ">u2", 65535),
+        ("UInt32", ">u4", 4294967295),
+        ("Float32", ">f4", 1),
+        ("Float64", ">f8", 1),
+    ],
+)
 def test_big_endian_blocks(tmp_path: Path, fmt: str, dtype: str, scale: int) -> None:
-    values = np.array([1, 2, 3, 4], dtype=dtype) if scale > 1 else np.array([0.125, 0.25, 0.5, 1.0], dtype)
-    path = craft(tmp_path / "be.xisf", f'<Image geometry="2:2:1" sampleFormat="{fmt}" byteOrder="big" '
-                 f'location="attachment:{{pos}}:{values.nbytes}"/>', values.tobytes())
+    values = (
+        np.array([1, 2, 3, 4], dtype=dtype)
+        if scale > 1
+        else np.array([0.125, 0.25, 0.5, 1.0], dtype)
+    )
+    path = craft(
+        tmp_path / "be.xisf",
+        f'<Image geometry="2:2:1" sampleFormat="{fmt}" byteOrder="big" '
+        f'location="attachment:{{pos}}:{values.nbytes}"/>',
+        values.tobytes(),
+    )
     data = xisf.read(path).data
     expected = (values.astype(np.float64) / scale).astype(np.float32).reshape(2, 2)
     np.testing.assert_allclose(data, expected, rtol=1e-7)
@@ -275,11 +324,21 @@ def test_big_endian_blocks(tmp_path: Path, fmt: str, dtype: str, scale: int) -> 
 @pytest.mark.parametrize("encoding", ["base64", "hex"])
 def test_inline_and_embedded_blocks(tmp_path: Path, encoding: str) -> None:
     values = np.array([[0, 65535, 32768], [1, 2, 3]], dtype="<u2")
-    text = base64.b64encode(values.tobytes()).decode() if encoding == "base64" else values.tobytes().hex()
-    inline = craft(tmp_path / "i.xisf", f'<Image geometry="3:2:1" sampleFormat="UInt16" '
-                   f'location="inline:{encoding}">{text}</Image>')
-    embedded = craft(tmp_path / "e.xisf", '<Image geometry="3:2:1" sampleFormat="UInt16" location="embedded">'
-                     f'<Data encoding="{encoding}">\n  {text}\n</Data></Image>')
+    text = (
+        base64.b64encode(values.tobytes()).decode()
+        if encoding == "base64"
+        else values.tobytes().hex()
+    )
+    inline = craft(
+        tmp_path / "i.xisf",
+        f'<Image geometry="3:2:1" sampleFormat="UInt16" '
+        f'location="inline:{encoding}">{text}</Image>',
+    )
+    embedded = craft(
+        tmp_path / "e.xisf",
+        '<Image geometry="3:2:1" sampleFormat="UInt16" location="embedded">'
+        f'<Data encoding="{encoding}">\n  {text}\n</Data></Image>',
+    )
     for path in (inline, embedded):
         assert np.array_equal(np.rint(xisf.read(path).data * 65535), values)
 
@@ -288,36 +347,56 @@ def test_inline_and_embedded_blocks(tmp_path: Path, encoding: str) -> None:
 def test_crafted_sub_blocks_with_shuffle_each_codec(tmp_path: Path, codec: str) -> None:
     values = np.arange(300, dtype="<u4") * 1000
     shuffled = values.view(np.uint8).reshape(-1, 4).T.tobytes()
-    compress = {"zlib": zlib.compress, "zstd": zstandard.ZstdCompressor().compress,
-                "lz4": lambda b: lz4.block.compress(b, store_size=False),
-                "lz4hc": lambda b: lz4.block.compress(b, mode="high_compression", store_size=False)}[codec]
+    compress = {
+        "zlib": zlib.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+        "lz4": lambda b: lz4.block.compress(b, store_size=False),
+        "lz4hc": lambda b: lz4.block.compress(b, mode="high_compression", store_size=False),
+    }[codec]
     parts = [compress(shuffled[:700]), compress(shuffled[700:])]
     sub = f"{len(parts[0])},700:{len(parts[1])},500"
-    path = craft(tmp_path / "s.xisf", f'<Image geometry="20:15:1" sampleFormat="UInt32" '
-                 f'compression="{codec}+sh:1200:4" subblocks="{sub}" '
-                 f'location="attachment:{{pos}}:{len(parts[0]) + len(parts[1])}"/>', b"".join(parts))
+    path = craft(
+        tmp_path / "s.xisf",
+        f'<Image geometry="20:15:1" sampleFormat="UInt32" '
+        f'compression="{codec}+sh:1200:4" subblocks="{sub}" '
+        f'location="attachment:{{pos}}:{len(parts[0]) + len(parts[1])}"/>',
+        b"".join(parts),
+    )
     data = xisf.read(path).data.astype(np.float64) * 4294967295
     assert np.array_equal(np.rint(data).ravel(), values)
 
 
-@pytest.mark.parametrize("algo", ["sha1", "sha-1", "SHA256", "sha-256", "sha512", "sha-512", "sha3-256", "sha3-512"])
+@pytest.mark.parametrize(
+    "algo", ["sha1", "sha-1", "SHA256", "sha-256", "sha512", "sha-512", "sha3-256", "sha3-512"]
+)
 def test_checksum_algorithms(tmp_path: Path, algo: str) -> None:
     block = np.full(12, 7, dtype="<u2").tobytes()
     name = algo.lower().replace("-", "") if not algo.startswith("sha3") else algo.replace("-", "_")
     digest = hashlib.new(name, block).hexdigest()
-    good = craft(tmp_path / "g.xisf", f'<Image geometry="4:3:1" sampleFormat="UInt16" checksum="{algo}:{digest}" '
-                 'location="attachment:{pos}:24"/>', block)
+    good = craft(
+        tmp_path / "g.xisf",
+        f'<Image geometry="4:3:1" sampleFormat="UInt16" checksum="{algo}:{digest}" '
+        'location="attachment:{pos}:24"/>',
+        block,
+    )
     assert np.all(xisf.read(good).data == np.float32(7 * np.float32(1 / 65535)))
-    bad = craft(tmp_path / "b.xisf", f'<Image geometry="4:3:1" sampleFormat="UInt16" checksum="{algo}:{digest}" '
-                'location="attachment:{pos}:24"/>', block[:-1] + b"\1")
+    bad = craft(
+        tmp_path / "b.xisf",
+        f'<Image geometry="4:3:1" sampleFormat="UInt16" checksum="{algo}:{digest}" '
+        'location="attachment:{pos}:24"/>',
+        block[:-1] + b"\1",
+    )
     with raises_naming(bad, ChecksumError, "checksum mismatch"):
         xisf.read(bad)
 
 
 def test_signed_integer_samples(tmp_path: Path) -> None:
     values = np.array([-32768, 0, 32767, -1], dtype="<i2")
-    path = craft(tmp_path / "i16.xisf", '<Image geometry="4:1:1" sampleFormat="Int16" location="attachment:{pos}:8"/>',
-                 values.tobytes())
+    path = craft(
+        tmp_path / "i16.xisf",
+        '<Image geometry="4:1:1" sampleFormat="Int16" location="attachment:{pos}:8"/>',
+        values.tobytes(),
+    )
     img = xisf.read(path)
     assert img.sample_format == "int16" and img.data_range == (-32768.0, 32767.0)
     np.testing.assert_allclose(img.data.ravel(), (values + 32768.0) / 65535, rtol=1e-7)
@@ -340,21 +419,29 @@ def test_property_types(tmp_path: Path) -> None:
         '<Property id="T:C" type="Complex64" value="(1.5,-2)"/>'
         '<Property id="T:Time" type="TimePoint" value="2024-03-01T22:10:05.123Z"/>'
         '<Property id="T:Str" type="String">hello &amp; &lt;world&gt;</Property>'
-        f'<Property id="T:Hist" type="String" compression="zstd:{len(history)}" location="inline:base64">'
+        f'<Property id="T:Hist" type="String" compression="zstd:{len(history)}" '
+        'location="inline:base64">'
         f"{base64.b64encode(packed).decode()}</Property>"
-        f'<Property id="T:Vec" type="F32Vector" length="3" byteOrder="big" location="inline:hex">{vec.tobytes().hex()}</Property>'
+        '<Property id="T:Vec" type="F32Vector" length="3" byteOrder="big" location="inline:hex">'
+        f"{vec.tobytes().hex()}</Property>"
         f'<Property id="T:Mat" type="I16Matrix" rows="2" columns="3" location="embedded">'
         f'<Data encoding="base64">{base64.b64encode(mat.tobytes()).decode()}</Data></Property>'
         '<Property id="T:Far" type="F64Vector" length="2" location="attachment:{far}:16"/>'
         '<Property id="T:Bad" type="Int32" value="not a number"/>'
     )
     pixels = np.zeros(4, "<u2").tobytes()
-    image = '<Image geometry="2:2:1" sampleFormat="UInt16" location="attachment:{pos}:8">' + props + "</Image>"
+    image = (
+        '<Image geometry="2:2:1" sampleFormat="UInt16" location="attachment:{pos}:8">'
+        + props
+        + "</Image>"
+    )
     # the attached property block follows the pixels
     path = craft(tmp_path / "p.xisf", image.replace("{far}", "{pos}8"), pixels + attached.tobytes())
     xml = header_xml(path)
     pos = int(re.search(r'location="attachment:(\d+):8"', xml).group(1))  # type: ignore[union-attr]
-    path = craft(tmp_path / "p.xisf", image.replace("{far}", str(pos + 8)), pixels + attached.tobytes())
+    path = craft(
+        tmp_path / "p.xisf", image.replace("{far}", str(pos + 8)), pixels + attached.tobytes()
+    )
     p = xisf.read(path).properties
     assert p["T:Bool"] is True and p["T:False"] is False
     assert p["T:I8"] == -5 and p["T:U16"] == 65535 and p["T:U64"] == 2**64 - 1
@@ -373,10 +460,24 @@ def test_property_types(tmp_path: Path) -> None:
 
 def test_keyword_value_parsing() -> None:
     cases = {
-        "'Light Frame'": "Light Frame", "'Red     '": "Red", "'O''Neil'": "O'Neil", "''": "",
-        "T": True, "F": False, "42": 42, "-7": -7, "+3": 3, "1.": 1.0, "0.5": 0.5,
-        "-1.5E+03": -1500.0, "2.5D-2": 0.025, ".5": 0.5, "": None, "  ": None,
-        "unquoted text": "unquoted text", "NaN": "NaN",
+        "'Light Frame'": "Light Frame",
+        "'Red     '": "Red",
+        "'O''Neil'": "O'Neil",
+        "''": "",
+        "T": True,
+        "F": False,
+        "42": 42,
+        "-7": -7,
+        "+3": 3,
+        "1.": 1.0,
+        "0.5": 0.5,
+        "-1.5E+03": -1500.0,
+        "2.5D-2": 0.025,
+        ".5": 0.5,
+        "": None,
+        "  ": None,
+        "unquoted text": "unquoted text",
+        "NaN": "NaN",
     }
     for text, expected in cases.items():
         value = xisf._keyword_value(text)
@@ -390,8 +491,12 @@ def test_bayer_pattern_sources(tmp_path: Path, source: str) -> None:
         "keyword": '<FITSKeyword name="BAYERPAT" value="\'grbg\'" comment=""/>',
         "cfa": '<ColorFilterArray pattern="GRBG" width="2" height="2" name="GRBG Bayer"/>',
     }[source]
-    path = craft(tmp_path / "b.xisf", '<Image geometry="2:2:1" sampleFormat="UInt8" '
-                 f'location="attachment:{{pos}}:4">{extra}</Image>', b"\0\1\2\3")
+    path = craft(
+        tmp_path / "b.xisf",
+        '<Image geometry="2:2:1" sampleFormat="UInt8" '
+        f'location="attachment:{{pos}}:4">{extra}</Image>',
+        b"\0\1\2\3",
+    )
     assert xisf.read_header(path).bayer_pattern == "GRBG"
 
 
@@ -413,8 +518,13 @@ def test_shuffle_matches_reference() -> None:
 def test_read_header_reads_no_data_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x = np.random.default_rng(4).random((3, 30, 40), dtype=np.float32)
     path = tmp_path / "h.xisf"
-    xisf.write(path, Image(data=x, keywords=[Keyword("EXPTIME", 300.0)]), sample_format="uint16",
-               compression="zstd+sh", checksum="sha1")
+    xisf.write(
+        path,
+        Image(data=x, keywords=[Keyword("EXPTIME", 300.0)]),
+        sample_format="uint16",
+        compression="zstd+sh",
+        checksum="sha1",
+    )
     offset, size = block_span(path)
     raw = bytearray(path.read_bytes())
     raw[offset : offset + size] = b"\xa5" * size  # destroy the pixels
@@ -472,37 +582,116 @@ def test_bad_preamble(tmp_path: Path, content: bytes, exc: type[Exception], matc
     ("image_xml", "extra", "block", "exc", "match"),
     [
         # DTDs and entities are refused before parsing (no entity expansion)
-        ('<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>' + GOOD_IMAGE, "", GOOD_BLOCK,
-         ImageReadError, "DTD"),
+        (
+            '<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>' + GOOD_IMAGE,
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "DTD",
+        ),
         (GOOD_IMAGE.replace("/>", ">"), "", GOOD_BLOCK, ImageReadError, "malformed"),
         ("", "<Metadata/>", GOOD_BLOCK, ImageReadError, "no <Image>"),
         (GOOD_IMAGE.replace("4:3:1", "4:3"), "", GOOD_BLOCK, ImageReadError, "geometry"),
         (GOOD_IMAGE.replace("4:3:1", "4:x:1"), "", GOOD_BLOCK, ImageReadError, "integer"),
         (GOOD_IMAGE.replace("4:3:1", "4:0:1"), "", GOOD_BLOCK, ImageReadError, "empty"),
         (GOOD_IMAGE.replace("4:3:1", "4:3:2:1"), "", GOOD_BLOCK, UnsupportedFormatError, "3-D"),
-        (GOOD_IMAGE.replace("4:3:1", "1000000:1000000:3").replace("UInt16", "Float64"), "", GOOD_BLOCK,
-         ImageReadError, "absurd"),
-        (GOOD_IMAGE.replace("4:3:1", "400:300:1"), "", GOOD_BLOCK, ImageReadError, "needs 240000 bytes"),
+        (
+            GOOD_IMAGE.replace("4:3:1", "1000000:1000000:3").replace("UInt16", "Float64"),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "absurd",
+        ),
+        (
+            GOOD_IMAGE.replace("4:3:1", "400:300:1"),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "needs 240000 bytes",
+        ),
         (GOOD_IMAGE.replace(":24", ":240000"), "", GOOD_BLOCK, ImageReadError, "outside the file"),
-        (GOOD_IMAGE.replace("UInt16", "Complex32"), "", GOOD_BLOCK, UnsupportedFormatError, "sample format"),
-        (GOOD_IMAGE.replace("UInt16", "UInt64"), "", GOOD_BLOCK, UnsupportedFormatError, "sample format"),
-        (GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="url(http://x/y)"'), "", b"",
-         UnsupportedFormatError, "distributed"),
-        (GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="embedded"'), "", b"",
-         ImageReadError, "<Data>"),
-        (GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="floppy:1"'), "", b"",
-         ImageReadError, "location"),
-        (GOOD_IMAGE.replace("/>", ' compression="lzma:24"/>'), "", GOOD_BLOCK, UnsupportedFormatError, "codec"),
-        (GOOD_IMAGE.replace("/>", ' compression="zstd:999999999999999"/>'), "", GOOD_BLOCK, ImageReadError,
-         "absurd"),
-        (GOOD_IMAGE.replace("/>", ' compression="zstd+sh:24"/>'), "", GOOD_BLOCK, ImageReadError, "item size"),
-        (GOOD_IMAGE.replace("/>", ' checksum="md5:abcd"/>'), "", GOOD_BLOCK, ImageReadError, "checksum"),
-        (GOOD_IMAGE.replace("/>", ' byteOrder="middle"/>'), "", GOOD_BLOCK, ImageReadError, "byteOrder"),
-        (GOOD_IMAGE.replace("/>", ' pixelStorage="Tiled"/>'), "", GOOD_BLOCK, ImageReadError, "pixelStorage"),
+        (
+            GOOD_IMAGE.replace("UInt16", "Complex32"),
+            "",
+            GOOD_BLOCK,
+            UnsupportedFormatError,
+            "sample format",
+        ),
+        (
+            GOOD_IMAGE.replace("UInt16", "UInt64"),
+            "",
+            GOOD_BLOCK,
+            UnsupportedFormatError,
+            "sample format",
+        ),
+        (
+            GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="url(http://x/y)"'),
+            "",
+            b"",
+            UnsupportedFormatError,
+            "distributed",
+        ),
+        (
+            GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="embedded"'),
+            "",
+            b"",
+            ImageReadError,
+            "<Data>",
+        ),
+        (
+            GOOD_IMAGE.replace('location="attachment:{pos}:24"', 'location="floppy:1"'),
+            "",
+            b"",
+            ImageReadError,
+            "location",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' compression="lzma:24"/>'),
+            "",
+            GOOD_BLOCK,
+            UnsupportedFormatError,
+            "codec",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' compression="zstd:999999999999999"/>'),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "absurd",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' compression="zstd+sh:24"/>'),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "item size",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' checksum="md5:abcd"/>'),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "checksum",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' byteOrder="middle"/>'),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "byteOrder",
+        ),
+        (
+            GOOD_IMAGE.replace("/>", ' pixelStorage="Tiled"/>'),
+            "",
+            GOOD_BLOCK,
+            ImageReadError,
+            "pixelStorage",
+        ),
     ],
 )
-def test_malformed_header(tmp_path: Path, image_xml: str, extra: str, block: bytes,
-                          exc: type[Exception], match: str) -> None:
+def test_malformed_header(
+    tmp_path: Path, image_xml: str, extra: str, block: bytes, exc: type[Exception], match: str
+) -> None:
     path = craft(tmp_path / "m.xisf", image_xml, block, extra_xml=extra)
     with raises_naming(path, exc, match):
         xisf.read_header(path)
@@ -520,7 +709,9 @@ def test_malformed_header(tmp_path: Path, image_xml: str, extra: str, block: byt
     ],
 )
 def test_malformed_inline_data(tmp_path: Path, location: str, match: str) -> None:
-    path = craft(tmp_path / "i.xisf", f'<Image geometry="4:3:1" sampleFormat="UInt16" {location}</Image>')
+    path = craft(
+        tmp_path / "i.xisf", f'<Image geometry="4:3:1" sampleFormat="UInt16" {location}</Image>'
+    )
     with raises_naming(path, ImageReadError, match):
         xisf.read(path)
 
@@ -540,21 +731,33 @@ def test_corrupt_compressed_block(tmp_path: Path, compression: str) -> None:
 
 def test_wrong_declared_uncompressed_size(tmp_path: Path) -> None:
     packed = zstandard.ZstdCompressor().compress(GOOD_BLOCK + GOOD_BLOCK)  # 48 bytes, declared 24
-    path = craft(tmp_path / "w.xisf", '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zstd:24" '
-                 f'location="attachment:{{pos}}:{len(packed)}"/>', packed)
+    path = craft(
+        tmp_path / "w.xisf",
+        '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zstd:24" '
+        f'location="attachment:{{pos}}:{len(packed)}"/>',
+        packed,
+    )
     with raises_naming(path, ImageReadError, "zstd"):
         xisf.read(path)
     zipped = zlib.compress(GOOD_BLOCK)[:-6]  # cut stream
-    path = craft(tmp_path / "t.xisf", '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zlib:24" '
-                 f'location="attachment:{{pos}}:{len(zipped)}"/>', zipped)
+    path = craft(
+        tmp_path / "t.xisf",
+        '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zlib:24" '
+        f'location="attachment:{{pos}}:{len(zipped)}"/>',
+        zipped,
+    )
     with raises_naming(path, ImageReadError, "zlib"):
         xisf.read(path)
 
 
 def test_bad_sub_block_table(tmp_path: Path) -> None:
     packed = zlib.compress(GOOD_BLOCK)
-    path = craft(tmp_path / "sb.xisf", '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zlib:24" '
-                 f'subblocks="{len(packed)},20" location="attachment:{{pos}}:{len(packed)}"/>', packed)
+    path = craft(
+        tmp_path / "sb.xisf",
+        '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zlib:24" '
+        f'subblocks="{len(packed)},20" location="attachment:{{pos}}:{len(packed)}"/>',
+        packed,
+    )
     with raises_naming(path, ImageReadError, "sub-block"):
         xisf.read(path)
 
@@ -572,24 +775,57 @@ def test_missing_file(tmp_path: Path) -> None:
         xisf.read(tmp_path / "nope.xisf")
 
 
-# --------------------------------------------------------------------------- files written by PixInsight
+# ------------------------------------------------------------------ files written by PixInsight
 
 U16 = 1 / 65535
 EXPECTED: dict[str, tuple[tuple[int, ...], str, list[float]]] = {
-    "XisfSharp/200x150-u16-zstd-shuffle-process-history-display-function-icc-sha1.xisf":
-        ((150, 200), "uint16", [32768 * U16]),
+    "XisfSharp/200x150-u16-zstd-shuffle-process-history-display-function-icc-sha1.xisf": (
+        (150, 200),
+        "uint16",
+        [32768 * U16],
+    ),
     "XisfSharp/400x300-f32.xisf": ((300, 400), "float32", [0.5]),
     "XisfSharp/400x300-u16.xisf": ((300, 400), "uint16", [32768 * U16]),
     "XisfSharp/400x300-u32.xisf": ((300, 400), "uint32", [2147483648 / 4294967295]),
     "XisfSharp/400x300-u8.xisf": ((300, 400), "uint8", [128 / 255]),
     "XisfSharp/40x30-u16-embedded.xisf": ((30, 40), "uint16", [32768 * U16]),
-    **{f"XisfSharp/400x300-u16-{v}.xisf": ((300, 400), "uint16", [42 * U16])
-       for v in ("lz4", "lz4-shuffle", "lz4hc", "zlib", "zlib-shuffle", "zstd", "zstd-shuffle", "sha1", "sha256")},
-    **{f"vrruiz_xisfits/xisf-image-{g}-256x256-8bits.xisf": ((256, 256), "uint8", [1.0]) for g in ("gray", "grey")},
-    **{f"vrruiz_xisfits/xisf-image-{g}-256x256-float-{b}bits.xisf": ((255, 255), f"float{b}", [1.0])
-       for g in ("gray", "grey") for b in (32, 64)},
-    "vrruiz_xisfits/xisf-image-rgb-256x256-16bits.xisf": ((3, 256, 256), "uint16", [1.0, 0.5 + U16 / 2, 16384 * U16]),
-    "vrruiz_xisfits/xisf-image-rgb-256x256-8bits.xisf": ((3, 256, 256), "uint8", [1.0, 128 / 255, 64 / 255]),
+    **{
+        f"XisfSharp/400x300-u16-{v}.xisf": ((300, 400), "uint16", [42 * U16])
+        for v in (
+            "lz4",
+            "lz4-shuffle",
+            "lz4hc",
+            "zlib",
+            "zlib-shuffle",
+            "zstd",
+            "zstd-shuffle",
+            "sha1",
+            "sha256",
+        )
+    },
+    **{
+        f"vrruiz_xisfits/xisf-image-{g}-256x256-8bits.xisf": ((256, 256), "uint8", [1.0])
+        for g in ("gray", "grey")
+    },
+    **{
+        f"vrruiz_xisfits/xisf-image-{g}-256x256-float-{b}bits.xisf": (
+            (255, 255),
+            f"float{b}",
+            [1.0],
+        )
+        for g in ("gray", "grey")
+        for b in (32, 64)
+    },
+    "vrruiz_xisfits/xisf-image-rgb-256x256-16bits.xisf": (
+        (3, 256, 256),
+        "uint16",
+        [1.0, 0.5 + U16 / 2, 16384 * U16],
+    ),
+    "vrruiz_xisfits/xisf-image-rgb-256x256-8bits.xisf": (
+        (3, 256, 256),
+        "uint8",
+        [1.0, 128 / 255, 64 / 255],
+    ),
     "vrruiz_xisfits/xisf-image-rgb-256x256-8bits-compressed.xisf": ((256, 256), "uint8", [1.0]),
 }
 VARYING = {"vrruiz_xisfits/xisf-image-gray-256x256-16bits-zlib.xisf", "wrenby_xisf/test.xisf"}
@@ -636,19 +872,25 @@ def test_real_kstars_file_keywords_and_pixels(realdata: Path) -> None:
     assert img.get("EXPTIME") == 1.0 and img.get("FILTER") == "Red" and img.get("FOCUSPOS") == 50000
     assert img.get("OBJCTRA") == "23 57 19.63" and img.get("DATE-OBS") == "2023-01-25T16:26:06.994"
     assert img.row_order == "TOP-DOWN" and img.get("BZERO") is None
-    assert img.keywords[0] == Keyword("COMMENT", "FITS (Flexible Image Transport System) format is defined "
-                                      "in 'Astronomy", "")
+    assert img.keywords[0] == Keyword(
+        "COMMENT", "FITS (Flexible Image Transport System) format is defined in 'Astronomy", ""
+    )
 
 
 def test_real_processing_history_property(realdata: Path) -> None:
-    path = realdata / "xisf/XisfSharp/200x150-u16-zstd-shuffle-process-history-display-function-icc-sha1.xisf"
+    path = (
+        realdata
+        / "xisf/XisfSharp/200x150-u16-zstd-shuffle-process-history-display-function-icc-sha1.xisf"
+    )
     props = xisf.read_header(path).properties
     assert len(props["PixInsight:ProcessingHistory"]) == 14357
     assert props["PixInsight:ProcessingHistory"].startswith('<?xml version="1.0"')
     assert props["XISF:CompressionLevel"] == 0
 
 
-@pytest.mark.parametrize("name", ["XisfSharp/400x300-u16-sha1.xisf", "XisfSharp/400x300-u16-sha256.xisf"])
+@pytest.mark.parametrize(
+    "name", ["XisfSharp/400x300-u16-sha1.xisf", "XisfSharp/400x300-u16-sha256.xisf"]
+)
 def test_real_checksum_files_detect_damage(realdata: Path, tmp_path: Path, name: str) -> None:
     copy = tmp_path / "damaged.xisf"
     shutil.copyfile(realdata / "xisf" / name, copy)

@@ -30,10 +30,11 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from skystack import __version__
 from skystack.errors import ChecksumError, ImageReadError, ImageWriteError, UnsupportedFormatError
 from skystack.io.image import Header, Image, Keyword, KeywordValue, from_unit_range, to_unit_range
 
-__all__ = ["read", "read_header", "write", "COMPRESSIONS", "SIGNATURE", "NAMESPACE"]
+__all__ = ["COMPRESSIONS", "NAMESPACE", "SIGNATURE", "read", "read_header", "write"]
 
 SIGNATURE = b"XISF0100"
 NAMESPACE = "http://www.pixinsight.com/xisf"
@@ -50,34 +51,35 @@ CODECS = ("zlib", "lz4", "lz4hc", "zstd")
 #: Values accepted by :func:`write`'s ``compression`` option.
 COMPRESSIONS: tuple[str | None, ...] = (None, *CODECS, *(c + "+sh" for c in CODECS))
 
+# fmt: off
 #: XISF sample format → little-endian NumPy type (the byte order is applied per block).
 _SAMPLE_TYPES: dict[str, str] = {
-    "UInt8": "u1", "UInt16": "u2", "UInt32": "u4",
-    "Int8": "i1", "Int16": "i2", "Int32": "i4",
+    "UInt8": "u1", "UInt16": "u2", "UInt32": "u4", "Int8": "i1", "Int16": "i2", "Int32": "i4",
     "Float32": "f4", "Float64": "f8",
 }
-_XISF_NAMES: dict[str, str] = {np.dtype(v).name: k for k, v in _SAMPLE_TYPES.items()}
-_WRITE_FORMATS = ("uint8", "uint16", "uint32", "float32", "float64")
-
 _HASHES: dict[str, str] = {
     "sha1": "sha1", "sha-1": "sha1", "sha256": "sha256", "sha-256": "sha256",
     "sha512": "sha512", "sha-512": "sha512", "sha3-256": "sha3_256", "sha3-512": "sha3_512",
 }
-
-# Scalar property types → Python converter; vector/matrix element types → NumPy type.
-_INT_TYPES = {"Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
-              "Int128", "UInt128"}
-_FLOAT_TYPES = {"Float32", "Float64", "Float128"}
-_COMPLEX_TYPES = {"Complex32", "Complex64", "Complex128"}
+#: Element type of vector/matrix properties (``F32Vector``, ``UI16Matrix``...) → NumPy type.
 _ELEMENT_TYPES: dict[str, str] = {
     "I8": "i1", "UI8": "u1", "I16": "i2", "UI16": "u2", "I32": "i4", "UI32": "u4",
     "I64": "i8", "UI64": "u8", "F32": "f4", "F64": "f8", "C32": "c8", "C64": "c16",
 }
+# fmt: on
+_XISF_NAMES: dict[str, str] = {np.dtype(v).name: k for k, v in _SAMPLE_TYPES.items()}
+_WRITE_FORMATS = ("uint8", "uint16", "uint32", "float32", "float64")
+_INT_TYPES = {f"{sign}Int{bits}" for sign in ("", "U") for bits in (8, 16, 32, 64, 128)}
+_FLOAT_TYPES = {"Float32", "Float64", "Float128"}
+_COMPLEX_TYPES = {"Complex32", "Complex64", "Complex128"}
 _ARRAY_TYPE = re.compile(r"(I8|UI8|I16|UI16|I32|UI32|I64|UI64|F32|F64|C32|C64)(Vector|Matrix)\Z")
 
 # FITS structural keywords describe a FITS file's storage, not XISF pixels (as in fits.py).
-_STRUCTURAL = re.compile(r"(SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|PCOUNT|GCOUNT|XTENSION|END)\Z")
+_STRUCTURAL = re.compile(
+    r"(SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|PCOUNT|GCOUNT|XTENSION|END)\Z"
+)
 _COMMENTARY = {"COMMENT", "HISTORY", ""}
+_ReadBlock = Callable[["_Block"], bytes | bytearray]
 _INT_RE = re.compile(r"[+-]?\d+\Z")
 _FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?\Z")
 
@@ -126,7 +128,9 @@ def _parse_block(elem: ET.Element, path: Path, file_size: int) -> _Block:
     """Read an element's data-block attributes, checking offsets against the file size."""
     location = elem.get("location", "").strip()
     if location.startswith(("url(", "path(")):
-        raise UnsupportedFormatError(path, "distributed XISF (pixels in another file) is not supported")
+        raise UnsupportedFormatError(
+            path, "distributed XISF (pixels in another file) is not supported"
+        )
     attrs = dict(elem.attrib)
     parts = location.split(":")
     kind = parts[0].strip().lower()
@@ -137,8 +141,10 @@ def _parse_block(elem: ET.Element, path: Path, file_size: int) -> _Block:
         pos = _int(parts[1], path, "attachment position")
         size = _int(parts[2], path, "attachment size")
         if pos < len(SIGNATURE) or pos + size > file_size:
-            msg = (f"data block at bytes {pos}..{pos + size} lies outside the file "
-                   f"({file_size} bytes) — the file is truncated; copy it again")
+            msg = (
+                f"data block at bytes {pos}..{pos + size} lies outside the file "
+                f"({file_size} bytes) — the file is truncated; copy it again"
+            )
             raise ImageReadError(path, msg)
         fields.update(position=pos, size=size)
     elif kind == "inline":
@@ -198,9 +204,10 @@ def _parse_subblocks(text: str, path: Path) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _stored_bytes(block: _Block, fh: BinaryIO, path: Path) -> bytes | bytearray:
+def _stored_bytes(block: _Block, fh: BinaryIO | None, path: Path) -> bytes | bytearray:
     """The block's bytes as stored (compressed, not yet text-decoded for attachments)."""
     if block.kind == "attachment":
+        assert fh is not None
         buf = bytearray(block.size)
         fh.seek(block.position)
         if fh.readinto(buf) != block.size:
@@ -221,8 +228,10 @@ def _decode_block(block: _Block, stored: bytes | bytearray, path: Path) -> bytes
         algo, expected = block.checksum
         actual = hashlib.new(algo, stored).hexdigest()
         if actual != expected:
-            msg = (f"data block checksum mismatch ({algo}: file says {expected[:12]}…, data gives "
-                   f"{actual[:12]}…) — the file is damaged; copy it again")
+            msg = (
+                f"data block checksum mismatch ({algo}: file says {expected[:12]}…, data gives "
+                f"{actual[:12]}…) — the file is damaged; copy it again"
+            )
             raise ChecksumError(path, msg)
     if block.codec is None:
         return stored
@@ -247,7 +256,7 @@ def _decompress(codec: str, data: memoryview, size: int, path: Path) -> bytes:
     try:
         if codec == "zlib":
             z = zlib.decompressobj()
-            out = z.decompress(data, size)
+            out = z.decompress(data, size) if size else b""  # max_length=0 would mean "no limit"
             if z.unconsumed_tail:
                 raise zlib.error(f"stream holds more than the declared {size} bytes")
             if not z.eof:
@@ -259,7 +268,12 @@ def _decompress(codec: str, data: memoryview, size: int, path: Path) -> bytes:
         else:
             import zstandard
 
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size) if size else b""
+            declared = zstandard.frame_content_size(data)
+            if declared not in (-1, size):  # refuse before zstd allocates what the frame says
+                raise ValueError(f"frame declares {declared} bytes instead of {size}")
+            out = (
+                zstandard.ZstdDecompressor().decompress(data, max_output_size=size) if size else b""
+            )
     except Exception as err:  # each codec library has its own error class
         raise ImageReadError(path, f"corrupt {codec}-compressed data block: {err}") from None
     if len(out) != size:
@@ -268,32 +282,33 @@ def _decompress(codec: str, data: memoryview, size: int, path: Path) -> bytes:
     return out
 
 
-def _unshuffle(data: bytes | bytearray, item_size: int) -> bytearray:
-    """Undo XISF byte shuffling: byte plane j holds byte j of every item, tail bytes kept."""
+def _byte_transpose(data: Any, rows: int, cols: int) -> bytearray:
+    """Transpose the first rows*cols bytes as a (rows, cols) matrix; copy the tail unchanged."""
     src = np.frombuffer(data, dtype=np.uint8)
-    n = src.size // item_size
     out = bytearray(src.size)
     dst = np.frombuffer(out, dtype=np.uint8)
-    items = dst[: n * item_size].reshape(n, item_size)
-    planes = src[: n * item_size].reshape(item_size, n)
-    for j in range(item_size):  # one strided copy per byte plane (much faster than transpose)
-        items[:, j] = planes[j]
-    dst[n * item_size :] = src[n * item_size :]
+    body_in, body_out = (
+        src[: rows * cols].reshape(rows, cols),
+        dst[: rows * cols].reshape(cols, rows),
+    )
+    if cols <= rows:  # one strided copy per short row (much faster than .T.copy())
+        for j in range(cols):
+            body_out[j] = body_in[:, j]
+    else:
+        for i in range(rows):
+            body_out[:, i] = body_in[i]
+    dst[rows * cols :] = src[rows * cols :]
     return out
 
 
-def _shuffle(data: NDArray[np.uint8], item_size: int) -> bytearray:
-    """Inverse of :func:`_unshuffle`."""
-    src = np.asarray(data, dtype=np.uint8).reshape(-1)
-    n = src.size // item_size
-    out = bytearray(src.size)
-    dst = np.frombuffer(out, dtype=np.uint8)
-    planes = dst[: n * item_size].reshape(item_size, n)
-    items = src[: n * item_size].reshape(n, item_size)
-    for j in range(item_size):
-        planes[j] = items[:, j]
-    dst[n * item_size :] = src[n * item_size :]
-    return out
+def _shuffle(data: Any, item_size: int) -> bytearray:
+    """XISF byte shuffling: byte plane j holds byte j of every item; the tail is kept."""
+    return _byte_transpose(data, len(memoryview(data).cast("B")) // item_size, item_size)
+
+
+def _unshuffle(data: Any, item_size: int) -> bytearray:
+    """Inverse of :func:`_shuffle`."""
+    return _byte_transpose(data, item_size, len(memoryview(data).cast("B")) // item_size)
 
 
 # --------------------------------------------------------------------------- values
@@ -342,7 +357,10 @@ def _parse_scalar(ptype: str, text: str) -> Any:
 
 
 def _property_value(
-    elem: ET.Element, path: Path, file_size: int, read_block: Callable[[_Block], bytes | bytearray] | None
+    elem: ET.Element,
+    path: Path,
+    file_size: int,
+    read_block: _ReadBlock | None,
 ) -> tuple[bool, Any]:
     """(present, value) of a ``<Property>``.
 
@@ -369,12 +387,14 @@ def _property_value(
     dtype = np.dtype(_ELEMENT_TYPES[array.group(1)]).newbyteorder(">" if block.big_endian else "<")
     pid = elem.get("id")
     if len(raw) % dtype.itemsize:
-        raise ImageReadError(path, f"property {pid!r}: block size is not a multiple of {dtype.itemsize}")
+        raise ImageReadError(
+            path, f"property {pid!r}: block size is not a multiple of {dtype.itemsize}"
+        )
     values = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
     if array.group(2) == "Matrix":
         rows, cols = int(elem.get("rows", 0)), int(elem.get("columns", 0))
         if rows * cols != values.size:
-            msg = f"property {pid!r}: a {rows}×{cols} matrix cannot hold {values.size} elements"
+            msg = f"property {pid!r}: a {rows}x{cols} matrix cannot hold {values.size} elements"
             raise ImageReadError(path, msg)
         values = values.reshape(rows, cols)
     return True, values
@@ -402,20 +422,29 @@ class _Parsed:
 def _read_xml(fh: BinaryIO, path: Path, file_size: int) -> ET.Element:
     head = fh.read(16)
     if len(head) < 16:
-        raise ImageReadError(path, f"file is truncated ({len(head)} bytes; an XISF file has a 16-byte preamble)")
+        raise ImageReadError(
+            path, f"file is truncated ({len(head)} bytes; an XISF file has a 16-byte preamble)"
+        )
     if head[:8] != SIGNATURE:
         if head[:4] == b"XISF":
-            raise UnsupportedFormatError(path, f"unsupported XISF version {head[:8]!r} (only XISF0100)")
+            raise UnsupportedFormatError(
+                path, f"unsupported XISF version {head[:8]!r} (only XISF0100)"
+            )
         raise ImageReadError(path, "not an XISF file (the signature XISF0100 is missing)")
     (length,) = struct.unpack("<I", head[8:12])
     if length == 0 or length > MAX_HEADER_BYTES:
         raise ImageReadError(path, f"invalid XML header length {length}")
     if 16 + length > file_size:
-        raise ImageReadError(path, f"XML header of {length} bytes runs past the end of the "
-                             f"{file_size}-byte file — the file is truncated; copy it again")
+        raise ImageReadError(
+            path,
+            f"XML header of {length} bytes runs past the end of the "
+            f"{file_size}-byte file — the file is truncated; copy it again",
+        )
     xml = fh.read(length)
     if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
-        raise ImageReadError(path, "XML header contains a DTD or entity declaration (refused for safety)")
+        raise ImageReadError(
+            path, "XML header contains a DTD or entity declaration (refused for safety)"
+        )
     try:
         root = ET.fromstring(xml.rstrip(b"\x00 \t\r\n"))
     except ET.ParseError as err:
@@ -425,13 +454,49 @@ def _read_xml(fh: BinaryIO, path: Path, file_size: int) -> ET.Element:
     return root
 
 
-def _parse(fh: BinaryIO, path: Path, block_reader: Callable[[_Block], bytes | bytearray] | None) -> _Parsed:
+def _parse(fh: BinaryIO, path: Path, read_block: _ReadBlock | None) -> _Parsed:
+    """Parse the header of an open file; ``read_block`` decodes attached property blocks."""
     file_size = os.fstat(fh.fileno()).st_size
     root = _read_xml(fh, path, file_size)
     image = _child(root, "Image")
     if image is None:
         raise ImageReadError(path, "no <Image> element in the XISF header")
+    block, dtype, geometry = _pixel_layout(image, path, file_size)
+    storage = image.get("pixelStorage", "Planar").strip().lower()
+    if storage not in ("planar", "normal"):
+        raise ImageReadError(path, f"unknown pixelStorage {image.get('pixelStorage')!r}")
 
+    keywords = [_keyword(k) for k in image if _local(k.tag) == "FITSKeyword"]
+    keywords = [k for k in keywords if not _STRUCTURAL.match(k.name)]
+    properties: dict[str, Any] = {}
+    metadata = _child(root, "Metadata")
+    # File-level metadata first, image properties last so they win on a clash.
+    for elem in [*(metadata if metadata is not None else []), *root, *image]:
+        if _local(elem.tag) == "Property" and elem.get("id"):
+            present, value = _property_value(elem, path, file_size, read_block)
+            if present:
+                properties[elem.get("id", "")] = value
+
+    _, sample_format, data_range = to_unit_range(np.empty(0, dtype=dtype))
+    width, height, channels = geometry
+    header = Header(
+        path=str(path),
+        format="xisf",
+        shape=(height, width) if channels == 1 else (channels, height, width),
+        sample_format=sample_format,
+        keywords=keywords,
+        properties=properties,
+        bayer_pattern=_bayer_pattern(image, keywords, properties),
+        row_order=_row_order(keywords),
+        data_range=data_range,
+    )
+    return _Parsed(header, block, dtype, geometry, storage == "normal")
+
+
+def _pixel_layout(
+    image: ET.Element, path: Path, file_size: int
+) -> tuple[_Block, np.dtype[Any], tuple[int, int, int]]:
+    """The pixel block, sample type and (width, height, channels), checked against each other."""
     geometry = image.get("geometry", "").split(":")
     if len(geometry) != 3:
         if len(geometry) > 3:
@@ -445,39 +510,15 @@ def _parse(fh: BinaryIO, path: Path, block_reader: Callable[[_Block], bytes | by
         raise UnsupportedFormatError(path, f"unsupported sample format {fmt!r}")
     block = _parse_block(image, path, file_size)
     dtype = np.dtype(_SAMPLE_TYPES[fmt]).newbyteorder(">" if block.big_endian else "<")
+    dims = f"{width}x{height}x{channels} {fmt}"
     nbytes = width * height * channels * dtype.itemsize
     if nbytes > MAX_BLOCK_BYTES:
-        raise ImageReadError(path, f"absurd image geometry {width}×{height}×{channels} ({nbytes} bytes)")
-    declared = block.raw_size if block.codec else (block.size if block.kind == "attachment" else None)
-    if declared is not None and declared != nbytes:
-        msg = (f"geometry {width}×{height}×{channels} {fmt} needs {nbytes} bytes but the data "
-               f"block holds {declared}")
+        raise ImageReadError(path, f"absurd image geometry {dims} ({nbytes} bytes)")
+    declared = block.raw_size if block.codec else block.size
+    if (block.codec or block.kind == "attachment") and declared != nbytes:
+        msg = f"geometry {dims} needs {nbytes} bytes but the data block holds {declared}"
         raise ImageReadError(path, msg)
-    storage = image.get("pixelStorage", "Planar").strip().lower()
-    if storage not in ("planar", "normal"):
-        raise ImageReadError(path, f"unknown pixelStorage {image.get('pixelStorage')!r}")
-
-    keywords = [_keyword(k) for k in image if _local(k.tag) == "FITSKeyword"]
-    keywords = [k for k in keywords if not _STRUCTURAL.match(k.name)]
-    properties: dict[str, Any] = {}
-    metadata = _child(root, "Metadata")
-    # File-level metadata first, image properties last so they win on a clash.
-    sources = [*(metadata if metadata is not None else []), *root, *image]
-    for elem in sources:
-        if _local(elem.tag) == "Property" and elem.get("id"):
-            present, value = _property_value(elem, path, file_size, block_reader)
-            if present:
-                properties[elem.get("id", "")] = value
-
-    _, sample_format, data_range = to_unit_range(np.empty(0, dtype=dtype))
-    shape = (height, width) if channels == 1 else (channels, height, width)
-    header = Header(
-        path=str(path), format="xisf", shape=shape, sample_format=sample_format,
-        keywords=keywords, properties=properties,
-        bayer_pattern=_bayer_pattern(image, keywords, properties),
-        row_order=_row_order(keywords), data_range=data_range,
-    )
-    return _Parsed(header, block, dtype, (width, height, channels), storage == "normal")
+    return block, dtype, (width, height, channels)
 
 
 def _keyword(elem: ET.Element) -> Keyword:
@@ -491,7 +532,9 @@ def _keyword(elem: ET.Element) -> Keyword:
     return Keyword(name, value, comment)
 
 
-def _bayer_pattern(image: ET.Element, keywords: list[Keyword], properties: dict[str, Any]) -> str | None:
+def _bayer_pattern(
+    image: ET.Element, keywords: list[Keyword], properties: dict[str, Any]
+) -> str | None:
     candidates = [properties.get("PCL:CFASourcePattern")]
     candidates += [k.value for k in keywords if k.name == "BAYERPAT"]
     cfa = _child(image, "ColorFilterArray")
@@ -510,20 +553,9 @@ def _row_order(keywords: list[Keyword]) -> str | None:
 # --------------------------------------------------------------------------- public reading
 
 
-class _BlockReader:
-    """Reads and decodes data blocks of one open file (used for block-backed properties)."""
-
-    def __init__(self, fh: BinaryIO, path: Path) -> None:
-        self.fh, self.path = fh, path
-        self.file_size = os.fstat(fh.fileno()).st_size
-
-    def __call__(self, block: _Block) -> bytes | bytearray:
-        return _decode_block(block, _stored_bytes(block, self.fh, self.path), self.path)
-
-
 def _open(path: Path) -> BinaryIO:
     try:
-        return open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the callers' `with`
+        return open(path, "rb", buffering=0)
     except OSError as err:
         raise ImageReadError(path, f"cannot open: {err.strerror or err}") from err
 
@@ -575,9 +607,12 @@ def read(path: str | Path) -> Image:
     """
     p = Path(path)
     with _open(p) as fh:
-        reader = _BlockReader(fh, p)
-        parsed = _parse(fh, p, reader)
-        raw = reader(parsed.block)
+
+        def read_block(block: _Block) -> bytes | bytearray:
+            return _decode_block(block, _stored_bytes(block, fh, p), p)
+
+        parsed = _parse(fh, p, read_block)
+        raw = read_block(parsed.block)
     width, height, channels = parsed.geometry
     count = width * height * channels
     if len(raw) != count * parsed.dtype.itemsize:
@@ -595,9 +630,15 @@ def read(path: str | Path) -> Image:
         data = np.array(data, dtype=np.float32, order="C")
     h = parsed.header
     return Image(
-        data=data, keywords=h.keywords, properties=h.properties, sample_format=h.sample_format,
-        bayer_pattern=h.bayer_pattern, row_order=h.row_order, data_range=h.data_range,
-        path=str(p), format="xisf",
+        data=data,
+        keywords=h.keywords,
+        properties=h.properties,
+        sample_format=h.sample_format,
+        bayer_pattern=h.bayer_pattern,
+        row_order=h.row_order,
+        data_range=h.data_range,
+        path=str(p),
+        format="xisf",
     )
 
 
@@ -611,8 +652,9 @@ def _compress(codec: str, data: memoryview, level: int | None) -> bytes:
         import lz4.block
 
         if codec == "lz4hc":
-            return lz4.block.compress(data, mode="high_compression", compression=level or 9,
-                                      store_size=False)
+            return lz4.block.compress(
+                data, mode="high_compression", compression=level or 9, store_size=False
+            )
         return lz4.block.compress(data, store_size=False)
     import zstandard
 
@@ -640,7 +682,10 @@ def _property_element(pid: str, value: Any) -> ET.Element:
     elif isinstance(value, datetime | date):
         attrs.update(type="TimePoint", value=value.isoformat())
     elif isinstance(value, np.ndarray) and value.ndim in (1, 2) and value.dtype.kind in "iufc":
-        code = next((k for k, v in _ELEMENT_TYPES.items() if np.dtype(v) == value.dtype.newbyteorder("=")), None)
+        code = next(
+            (k for k, v in _ELEMENT_TYPES.items() if np.dtype(v) == value.dtype.newbyteorder("=")),
+            None,
+        )
         arr = value if code else value.astype(np.float64)
         code = code or "F64"
         arr = np.ascontiguousarray(arr, dtype=np.dtype(_ELEMENT_TYPES[code]).newbyteorder("<"))
@@ -668,32 +713,52 @@ def _float_bounds(samples: NDArray[Any]) -> str:
 
 
 def _header_xml(image: Image, image_attrs: dict[str, str], metadata: dict[str, Any]) -> bytes:
-    root = ET.Element("xisf", {
-        "version": "1.0", "xmlns": NAMESPACE,
-        "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
-        "xsi:schemaLocation": f"{NAMESPACE} http://pixinsight.com/xisf/xisf-1.0.xsd",
-    })
+    root = ET.Element(
+        "xisf",
+        {
+            "version": "1.0",
+            "xmlns": NAMESPACE,
+            "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
+            "xsi:schemaLocation": f"{NAMESPACE} http://pixinsight.com/xisf/xisf-1.0.xsd",
+        },
+    )
     elem = ET.SubElement(root, "Image", image_attrs)
     for card in image.keywords:
         name = card.name.strip().upper()
         if _STRUCTURAL.match(name):
             continue  # they describe FITS storage, not this file
         if name in _COMMENTARY:
-            attrs = {"name": name, "value": "", "comment": "" if card.value is None else str(card.value)}
+            attrs = {
+                "name": name,
+                "value": "",
+                "comment": "" if card.value is None else str(card.value),
+            }
         else:
-            attrs = {"name": name, "value": _format_keyword_value(card.value), "comment": card.comment}
+            attrs = {
+                "name": name,
+                "value": _format_keyword_value(card.value),
+                "comment": card.comment,
+            }
         ET.SubElement(elem, "FITSKeyword", attrs)
     for pid, value in image.properties.items():
         if not pid.startswith("XISF:"):  # unit metadata is regenerated below
             elem.append(_property_element(pid, value))
-    if image.bayer_pattern and image.data.ndim == 2 and re.fullmatch(r"[RGB]{4}", image.bayer_pattern):
-        ET.SubElement(elem, "ColorFilterArray", {"pattern": image.bayer_pattern, "width": "2", "height": "2"})
+    if (
+        image.bayer_pattern
+        and image.data.ndim == 2
+        and re.fullmatch(r"[RGB]{4}", image.bayer_pattern)
+    ):
+        ET.SubElement(
+            elem, "ColorFilterArray", {"pattern": image.bayer_pattern, "width": "2", "height": "2"}
+        )
     meta = ET.SubElement(root, "Metadata")
     for pid, value in metadata.items():
         meta.append(_property_element(pid, value))
     body = ET.tostring(root, encoding="unicode", short_empty_elements=True)
-    return ('<?xml version="1.0" encoding="UTF-8"?><!--\nExtensible Image Serialization Format'
-            ' - XISF version 1.0\nCreated with skystack\n-->' + body).encode("utf-8")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><!--\nExtensible Image Serialization Format'
+        " - XISF version 1.0\nCreated with skystack\n-->" + body
+    ).encode("utf-8")
 
 
 def write(
@@ -729,15 +794,21 @@ def write(
     """
     p = Path(path)
     if sample_format not in _WRITE_FORMATS:
-        raise ImageWriteError(f"{p}: XISF sample format must be one of {_WRITE_FORMATS}, got {sample_format!r}")
+        raise ImageWriteError(
+            f"{p}: XISF sample format must be one of {_WRITE_FORMATS}, got {sample_format!r}"
+        )
     if compression not in COMPRESSIONS:
-        raise ImageWriteError(f"{p}: unknown XISF compression {compression!r}; use one of {COMPRESSIONS[1:]}")
+        raise ImageWriteError(
+            f"{p}: unknown XISF compression {compression!r}; use one of {COMPRESSIONS[1:]}"
+        )
     algo = _HASHES.get((checksum or "").lower()) if checksum else None
     if checksum and algo is None:
         raise ImageWriteError(f"{p}: unknown checksum {checksum!r}; use sha1, sha256 or sha512")
     data = np.asarray(image.data)
     if data.ndim not in (2, 3) or 0 in data.shape:
-        raise ImageWriteError(f"{p}: image data must be (H, W) or (C, H, W), got shape {data.shape}")
+        raise ImageWriteError(
+            f"{p}: image data must be (H, W) or (C, H, W), got shape {data.shape}"
+        )
     channels, height, width = (1, *data.shape) if data.ndim == 2 else data.shape
     samples = np.ascontiguousarray(from_unit_range(data, sample_format))
     samples = samples.astype(samples.dtype.newbyteorder("<"), copy=False)
@@ -751,21 +822,23 @@ def write(
     if compression:
         codec, shuffle = compression.removesuffix("+sh"), compression.endswith("+sh")
         item = samples.dtype.itemsize
-        source = memoryview(_shuffle(samples.view(np.uint8), item)) if shuffle and item > 1 else raw
-        stored = [_compress(codec, source[i : i + SUBBLOCK_BYTES], compression_level)
-                  for i in range(0, len(source), SUBBLOCK_BYTES)]
+        source = memoryview(_shuffle(raw, item)) if shuffle and item > 1 else raw
+        stored = [
+            _compress(codec, source[i : i + SUBBLOCK_BYTES], compression_level)
+            for i in range(0, len(source), SUBBLOCK_BYTES)
+        ]
         attrs["compression"] = f"{compression}:{len(raw)}" + (f":{item}" if shuffle else "")
         if len(stored) > 1:
             sizes = [min(SUBBLOCK_BYTES, len(raw) - i) for i in range(0, len(raw), SUBBLOCK_BYTES)]
-            attrs["subblocks"] = ":".join(f"{len(s)},{r}" for s, r in zip(stored, sizes, strict=True))
+            attrs["subblocks"] = ":".join(
+                f"{len(s)},{r}" for s, r in zip(stored, sizes, strict=True)
+            )
     if algo:
         digest = hashlib.new(algo)
         for part in stored:
             digest.update(part)
         attrs["checksum"] = f"{algo}:{digest.hexdigest()}"
     size = sum(len(part) for part in stored)
-
-    from skystack import __version__
 
     metadata: dict[str, Any] = {
         "XISF:CreationTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
