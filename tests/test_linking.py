@@ -502,3 +502,44 @@ def test_cli_link_with_fake_scanner(tmp_path, monkeypatch, capsys):
     cfg.write_text("[link]\ntemp = 3\n")
     assert main(["link", str(ROOT), "--config", str(cfg)]) == 2
     assert "unknown key(s) temp" in capsys.readouterr().err
+
+
+# --- the simulator's messy library (when skystack.simulate provides it) ----------------------
+
+def test_messy_preset_planted_problems_are_found(tmp_path, monkeypatch):
+    sim_mod = pytest.importorskip("skystack.simulate")
+    if not hasattr(sim_mod, "simulate"):
+        pytest.skip("skystack.simulate.simulate() has not landed yet")
+    from skystack.library import scan
+
+    monkeypatch.setenv("SKYSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    sim = sim_mod.simulate(tmp_path / "messy", preset="messy", seed=1)
+    inv = scan([tmp_path / "messy"], use_cache=False)
+    plan = link(inv.frames, root=inv.root, rejected=inv.rejected)
+    js = plan.to_json()
+    by_path = {e["path"]: e for e in js["lights"]}
+    rejected = {r["path"] for r in js["rejected"]}
+    planted = sim.truth.planted_problems
+    assert planted
+    for prob in planted:
+        kind = prob["kind"].lower()
+        paths = [str(Path(p).as_posix()) for p in prob["paths"]]
+        rel = [plan.rel(str(tmp_path / "messy" / p)) if not Path(p).is_absolute()
+               else plan.rel(p) for p in paths]
+        if any(w in kind for w in ("junk", "empty", "truncated", "not_image", "txt")):
+            assert set(rel) <= rejected, prob
+        elif "master" in kind:
+            used = {f for e in js["lights"] if e["dark"] for f in e["dark"]["files"]}
+            assert set(rel) & used, prob
+        elif "flat" in kind:
+            for r in rel:
+                if r in by_path:
+                    assert by_path[r]["flat"] is None
+                    assert any(p["link"] == "flat" and p["severity"] == "error"
+                               for p in by_path[r]["problems"]), prob
+        elif "dark" in kind:
+            for r in rel:
+                if r in by_path:
+                    e = by_path[r]
+                    assert any(p["link"] == "dark" for p in e["problems"]), prob
+                    assert e["dark"] is None or e["dark"]["scale"] != 1.0

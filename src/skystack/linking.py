@@ -45,6 +45,7 @@ __all__ = [
     "LINK_KINDS",
     "CalibrationGroup",
     "LightGroup",
+    "LightLinks",
     "Link",
     "LinkConfig",
     "LinkOverride",
@@ -732,7 +733,7 @@ def _session_date(s: Any) -> date | None:
         return None
 
 
-def _note_unknown(c: _Compat, other: str) -> str:
+def _note_unknown(c: _Compat) -> str:
     if not c.unknown:
         return ""
     return f"; {', '.join(_LABELS.get(n, n) for n in c.unknown)} unknown on one side"
@@ -743,8 +744,7 @@ def _same_text(c: _Compat, key: Mapping[str, Any]) -> str:
     return "".join(f", same {_LABELS[n]} {_fmt_field(n, key)}" for n in shown)
 
 
-def _mismatch_text(c: _Compat, light: Mapping[str, Any], cal: Mapping[str, Any],
-                   what: str) -> str:
+def _mismatch_text(c: _Compat, light: Mapping[str, Any], cal: Mapping[str, Any]) -> str:
     return ", ".join(f"{_LABELS.get(n, n)} {_fmt_field(n, cal)} vs {_fmt_field(n, light)}"
                      for n in c.mismatch)
 
@@ -778,7 +778,7 @@ class _Matcher:
         if best is None:
             return None
         _, g, c = best
-        return Link("bias", g, f"{why}{_same_text(c, g.key)}{_note_unknown(c, 'bias')}")
+        return Link("bias", g, f"{why}{_same_text(c, g.key)}{_note_unknown(c)}")
 
     # -- dark ------------------------------------------------------------------------------
     def dark(self, lg: LightGroup, problems: list[Problem]) -> tuple[Link | None, bool]:
@@ -807,7 +807,7 @@ class _Matcher:
             problems.append(Problem(
                 "dark", "error",
                 f"no dark matches these lights' camera settings (closest: the {_s(g.exposure)} "
-                f"dark differs in {_mismatch_text(c, lg.key, g.key, 'dark')}, dark vs lights) "
+                f"dark differs in {_mismatch_text(c, lg.key, g.key)}, dark vs lights) "
                 "— shoot darks with the lights' settings, or set dark = none for this group"))
             return None, True
         tol = cfg.temperature_tolerance
@@ -876,7 +876,7 @@ class _Matcher:
             reason += ", temperature unknown"
         else:
             reason += f", {_num(dt)} °C apart"
-        reason += _same_text(c, g.key) + _note_unknown(c, "dark")
+        reason += _same_text(c, g.key) + _note_unknown(c)
         if g.master:
             reason += ", existing master"
         return Link("dark", g, reason, scale=scale), needs_bias
@@ -905,7 +905,7 @@ class _Matcher:
             g, c = mismatch
             problems.append(Problem(
                 "flat", "error",
-                f"no {fname} flat matches these lights ({_mismatch_text(c, lg.key, g.key, 'flat')}"
+                f"no {fname} flat matches these lights ({_mismatch_text(c, lg.key, g.key)}"
                 f", flat vs lights) — shoot {fname} flats with the lights' camera and binning"))
             return None
         lcfa = lg.key.get("cfa")
@@ -956,7 +956,7 @@ class _Matcher:
                                         "link.strict_flats"))
                 return None
             problems.append(Problem("flat", "warning", msg))
-        reason += _same_text(c, g.key) + _note_unknown(c, "flat")
+        reason += _same_text(c, g.key) + _note_unknown(c)
         if g.master:
             reason += ", existing master"
         return Link("flat", g, reason)
@@ -999,7 +999,7 @@ class _Matcher:
             if exact:
                 g, c = min(exact, key=tie)
                 return Link("dark_flat", g, f"{word}, same exposure {_s(g.exposure)}"
-                            f"{_same_text(c, g.key)}{_note_unknown(c, 'dark-flat')}"), None, []
+                            f"{_same_text(c, g.key)}{_note_unknown(c)}"), None, []
         b = self.bias(flat, "bias for the flats (no dark-flat of their exposure)")
         if b is not None:
             return None, b, []
