@@ -899,3 +899,31 @@ def test_real_checksum_files_detect_damage(realdata: Path, tmp_path: Path, name:
     copy.write_bytes(bytes(raw))
     with raises_naming(copy, ChecksumError, "checksum"):
         xisf.read(copy)
+
+
+def test_zstd_frame_declaring_a_huge_size_is_refused_before_allocation(tmp_path: Path) -> None:
+    # magic, descriptor (8-byte content size, single segment), size 2**40, one empty last block
+    frame = b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", 2**40) + b"\x01\x00\x00"
+    path = craft(
+        tmp_path / "bomb.xisf",
+        '<Image geometry="4:3:1" sampleFormat="UInt16" compression="zstd:24" '
+        f'location="attachment:{{pos}}:{len(frame)}"/>',
+        frame,
+    )
+    with raises_naming(path, ImageReadError, "zstd.*1099511627776"):
+        xisf.read(path)
+
+
+def test_only_the_first_image_is_read_and_thumbnails_are_ignored(tmp_path: Path) -> None:
+    first = np.full(12, 1000, dtype="<u2").tobytes()
+    path = craft(
+        tmp_path / "two.xisf",
+        '<Image geometry="4:3:1" sampleFormat="UInt16" location="attachment:{pos}:24">'
+        # a thumbnail pointing past the end of the file, as some PixInsight files have
+        '<Thumbnail geometry="320:400:1" sampleFormat="UInt8" location="attachment:8192000:128000"/>'
+        '</Image><Image geometry="2:2:1" sampleFormat="Float32" location="attachment:{pos}:16"/>',
+        first,
+    )
+    img = xisf.read(path)
+    assert img.data.shape == (3, 4) and img.sample_format == "uint16"
+    assert np.all(img.data == np.float32(1000) * np.float32(1 / 65535))

@@ -777,7 +777,11 @@ def write(
     path : str or Path
         Destination (written to a temporary name, then renamed).
     image : Image
-        float32 data, (H, W) or (C, H, W); keywords, properties and bayer pattern are stored.
+        float32 data, (H, W) or (C, H, W). Keywords are stored as ``<FITSKeyword>`` (FITS
+        structural ones such as BITPIX/BZERO are dropped: they describe FITS storage), properties
+        as typed ``<Property>`` (bool, int, float, complex, str, date/datetime, 1-D/2-D arrays;
+        other values as strings; ``XISF:*`` ids are regenerated in ``<Metadata>``), and a mono
+        image's bayer pattern as ``<ColorFilterArray>``.
     sample_format : {"float32", "float64", "uint8", "uint16", "uint32"}
         Stored sample type; integers are scaled from [0, 1] and rounded.
     compression : str, optional
