@@ -920,7 +920,8 @@ def test_only_the_first_image_is_read_and_thumbnails_are_ignored(tmp_path: Path)
         tmp_path / "two.xisf",
         '<Image geometry="4:3:1" sampleFormat="UInt16" location="attachment:{pos}:24">'
         # a thumbnail pointing past the end of the file, as some PixInsight files have
-        '<Thumbnail geometry="320:400:1" sampleFormat="UInt8" location="attachment:8192000:128000"/>'
+        '<Thumbnail geometry="320:400:1" sampleFormat="UInt8" '
+        'location="attachment:8192000:128000"/>'
         '</Image><Image geometry="2:2:1" sampleFormat="Float32" location="attachment:{pos}:16"/>',
         first,
     )
