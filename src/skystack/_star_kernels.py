@@ -25,6 +25,9 @@ __all__ = [
     "find_peaks_ref",
     "measure_moments",
     "fit_psf",
+    "atrous_smooth",
+    "atrous_smooth_ref",
+    "hough_lines",
     "GAUSSIAN",
     "MOFFAT",
 ]
@@ -796,3 +799,84 @@ def fit_psf(
     return _fit_kernel(r, x, y, sxx, sxy, syy, amp, nbr_ptr, nbr_idx, x, y, amp,
                        idx.astype(np.int64), int(model), float(rad_factor), int(rmin), int(rmax),
                        int(max_iter), float(sigma0), float(tol))
+
+
+# ---------------------------------------------------------------------------------------------
+# À trous (B3-spline) smoothing for the multiscale noise estimate
+# ---------------------------------------------------------------------------------------------
+
+_B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
+
+
+@nb.njit(**_JIT)
+def _mirror(i, n):
+    # reflect about the edge pixels (…2 1 0 1 2…), repeated for holes wider than the image
+    while i < 0 or i >= n:
+        if i < 0:
+            i = -i
+        if i >= n:
+            i = 2 * (n - 1) - i
+    return i
+
+
+@nb.njit(**_JIT)
+def _atrous_kernel(img, d, out):
+    h, w = img.shape
+    tmp = np.empty((h, w), np.float32)
+    k0, k1, k2 = 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0
+    for y in range(h):
+        for x in range(w):
+            tmp[y, x] = (k0 * img[y, x]
+                         + k1 * (img[y, _mirror(x - d, w)] + img[y, _mirror(x + d, w)])
+                         + k2 * (img[y, _mirror(x - 2 * d, w)] + img[y, _mirror(x + 2 * d, w)]))
+    for y in range(h):
+        ym1 = _mirror(y - d, h)
+        yp1 = _mirror(y + d, h)
+        ym2 = _mirror(y - 2 * d, h)
+        yp2 = _mirror(y + 2 * d, h)
+        for x in range(w):
+            out[y, x] = (k0 * tmp[y, x] + k1 * (tmp[ym1, x] + tmp[yp1, x])
+                         + k2 * (tmp[ym2, x] + tmp[yp2, x]))
+    return out
+
+
+def atrous_smooth(img: NDArray[np.float32], d: int) -> NDArray[np.float32]:
+    """One à trous step: correlate with the B3 spline [1 4 6 4 1]/16 with holes ``d`` (mirror)."""
+    out = np.empty(img.shape, np.float32)
+    return _atrous_kernel(np.ascontiguousarray(img, np.float32), int(d), out)
+
+
+def atrous_smooth_ref(img: NDArray[np.float32], d: int) -> NDArray[np.float32]:
+    """NumPy reference of :func:`atrous_smooth`."""
+    from scipy.ndimage import correlate1d
+
+    k = np.zeros(4 * d + 1)
+    k[:: d] = _B3
+    tmp = correlate1d(img.astype(np.float64), k, axis=1, mode="mirror")
+    return correlate1d(tmp, k, axis=0, mode="mirror").astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hough accumulator (trail detection)
+# ---------------------------------------------------------------------------------------------
+
+
+@nb.njit(**_JIT)
+def hough_lines(xs, ys, n_theta, rho_max):
+    """Accumulate points into (θ, ρ) bins: θ in [0, π) with n_theta bins, ρ in 1-pixel bins.
+
+    ρ = x·cos θ + y·sin θ, stored at index round(ρ) + rho_max.
+    """
+    acc = np.zeros((n_theta, 2 * rho_max + 1), np.int32)
+    cs = np.empty(n_theta)
+    sn = np.empty(n_theta)
+    for t in range(n_theta):
+        th = math.pi * t / n_theta
+        cs[t] = math.cos(th)
+        sn[t] = math.sin(th)
+    for i in range(xs.shape[0]):
+        for t in range(n_theta):
+            r = int(round(xs[i] * cs[t] + ys[i] * sn[t])) + rho_max
+            if 0 <= r < acc.shape[1]:
+                acc[t, r] += 1
+    return acc
