@@ -40,6 +40,12 @@ def _reason(err: BaseException) -> str:
     return (" ".join(str(err).split()) or type(err).__name__)[:200]
 
 
+def _first_page(tif: Any, path: Path) -> Any:
+    if len(tif.pages) == 0:
+        raise ImageReadError(path, "TIFF holds no image (corrupt or truncated directory)")
+    return tif.pages.first
+
+
 def _layout(page: Any, path: Path) -> tuple[tuple[int, ...], str, bool]:
     """(C, H, W)/(H, W) output shape, stored sample format, and whether samples are last."""
     axes = str(page.axes)
@@ -92,7 +98,7 @@ def read_header(path: Path) -> Header:
     path = Path(path)
     with _open(path) as tif:
         try:
-            page = tif.pages.first
+            page = _first_page(tif, path)
             shape, fmt, _ = _layout(page, path)
             keywords, properties, bayer, row_order = _metadata(page)
         except ImageReadError:
@@ -110,7 +116,7 @@ def read(path: Path) -> Image:
     path = Path(path)
     with _open(path) as tif:
         try:
-            page = tif.pages.first
+            page = _first_page(tif, path)
             shape, _, samples_last = _layout(page, path)
             raw = page.asarray()
             keywords, properties, bayer, row_order = _metadata(page)
