@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -239,12 +240,12 @@ def _decode_block(block: _Block, stored: bytes | bytearray, path: Path) -> bytes
     pieces = block.subblocks or ((len(stored), raw_size),)
     if sum(s for s, _ in pieces) != len(stored) or sum(r for _, r in pieces) != raw_size:
         raise ImageReadError(path, "compressed sub-block sizes do not add up to the block size")
-    view = memoryview(stored)
-    out = bytearray()
-    start = 0
-    for size, raw in pieces:
-        out += _decompress(block.codec, view[start : start + size], raw, path)
-        start += size
+    view, starts = memoryview(stored), accumulate((s for s, _ in pieces), initial=0)
+    parts = [
+        _decompress(block.codec, view[start : start + size], raw, path)
+        for start, (size, raw) in zip(starts, pieces, strict=False)
+    ]
+    out = parts[0] if len(parts) == 1 else b"".join(parts)  # one piece: no copy
     if block.shuffle and block.item_size > 1:
         return _unshuffle(out, block.item_size)
     return out
