@@ -337,15 +337,21 @@ def diagnose(
     use_cache: bool = True,
     pixel_checks: bool = True,
     max_pixel_frames: int = 3,
+    inventory: Any = None,
+    plan: Any = None,
 ) -> DoctorReport:
-    """Scan, link and run every check; findings most severe first."""
+    """Scan, link and run every check; findings most severe first.
+
+    ``inventory`` and ``plan`` may be given when the caller (``skystack run``) has them already.
+    """
     from skystack.io import read_header, read_image
     from skystack.library import scan
     from skystack.linking import link
     from skystack.metadata import frame_info
 
-    inv = scan(list(paths), use_cache=use_cache)
-    plan = link(inv.frames, config=link_config, root=inv.root, rejected=inv.rejected)
+    inv = inventory if inventory is not None else scan(list(paths), use_cache=use_cache)
+    if plan is None:
+        plan = link(inv.frames, config=link_config, root=inv.root, rejected=inv.rejected)
     pj = plan.to_json()
     root = Path(pj["root"]) if pj.get("root") else None
 

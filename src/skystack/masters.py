@@ -196,13 +196,14 @@ def build_master(
             cfg = IntegrationConfig(combine="average", rejection=rej,
                                     normalization="multiplicative",
                                     rejection_normalization="equalize", weights="none",
-                                    subtract_pedestal=False)
+                                    subtract_pedestal=False, frame_type="flat")
             result = integrate(calibrated, config=cfg, memory=memory)
         data = normalize_flat(result.image, cfa_pattern=cfa_pattern)
     else:
         cfg = IntegrationConfig(combine="average", rejection=rej, normalization="none",
                                 rejection_normalization="none", weights="none",
-                                subtract_pedestal=False)
+                                subtract_pedestal=False,
+                                frame_type="dark" if kind == "dark_flat" else kind)
         result = integrate(paths, config=cfg, memory=memory)
         data = result.image
     total = float(np.prod(result.image.shape)) * n

@@ -1,0 +1,171 @@
+"""Per-frame tasks of the pipeline: top-level functions over small dicts, run by any executor.
+
+Each task computes its product's name from the hash of its inputs and parameters, returns at
+once when the product exists (resume), and writes atomically otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skystack.pipeline.cache import atomic_write, atomic_write_text, file_digest, json_default, step_key
+
+__all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task", "luminance"]
+
+
+def luminance(data: np.ndarray) -> np.ndarray:
+    """Mono frames as they are; colour frames as the mean of their channels."""
+    return data if data.ndim == 2 else data.mean(axis=0).astype(np.float32)
+
+
+def build_master_task(t: dict[str, Any]) -> dict[str, Any]:
+    """Build one master (bias, dark, dark-flat, flat) unless the product exists."""
+    from skystack.masters import build_master
+    from skystack.metadata import FrameInfo
+
+    out = Path(t["output"])
+    if out.exists():
+        return {"path": str(out), "cached": True}
+    infos = [FrameInfo(**i) for i in t["infos"]]
+
+    def write(tmp: Path) -> None:
+        build_master(t["kind"], t["files"], infos=infos, bias=t.get("bias"), dark=t.get("dark"),
+                     cfa_pattern=t.get("cfa"), memory=t.get("memory"), output=tmp)
+
+    atomic_write(out, write)
+    return {"path": str(out), "cached": False}
+
+
+def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
+    """Calibrate (and debayer) one light, then measure it. Products: image, measurement JSON."""
+    from skystack.calibrate import CalibrationConfig, calibrate_frame
+    from skystack.cfa import debayer
+    from skystack.io import Image, read_image, write_image
+
+    inputs = [file_digest(t["path"])] + [file_digest(t[k]) for k in ("bias", "dark", "flat") if t.get(k)]
+    params = {k: t[k] for k in ("dark_scale", "cfa", "calibration", "debayer", "weighting")}
+    key = step_key("calibrate", params, inputs)
+    work = Path(t["work"])
+    img_path = work / "calibrated" / f"{Path(t['path']).name.split('.')[0]}_{key}.fits"
+    meas_path = work / "measure" / f"{key}.json"
+    if img_path.exists() and meas_path.exists():
+        return json.loads(meas_path.read_text())
+
+    img = read_image(t["path"])
+    cal = t["calibration"]
+    cfg = CalibrationConfig(pedestal=cal["pedestal"], cosmetic=cal["cosmetic"],
+                            optimize_dark=cal["optimize_dark"])
+    masters = {k: (read_image(t[k]).data if t.get(k) else None) for k in ("bias", "dark", "flat")}
+    raw = img.data if img.data.ndim == 2 else None
+    if raw is None:
+        msg = f"{t['path']}: colour (3-D) raw lights are not calibrated; give CFA mosaics or mono"
+        raise ValueError(msg)
+    res = calibrate_frame(raw, bias=masters["bias"], dark=masters["dark"], flat=masters["flat"],
+                          dark_scale=t["dark_scale"], cfa_pattern=t["cfa"], config=cfg)
+    data = res.data
+    if t["cfa"]:
+        data = debayer(data, t["cfa"], method=t["debayer"])
+    out = Image.from_array(data, keywords=list(img.keywords))
+    out.set("PEDESTAL", res.pedestal_dn, "[DN] output pedestal (removed at integration)")
+    out.set("COSMCORR", res.repaired, "pixels repaired by cosmetic correction")
+    if t["cfa"]:
+        out.set("BAYERPAT", None)
+    atomic_write(img_path, lambda p: write_image(p, out, sample_format="float32"))
+
+    meas = _measure(luminance(data), t)
+    record = {
+        "path": t["path"], "calibrated": str(img_path), "key": key,
+        "pedestal_dn": res.pedestal_dn, "dark_scale": res.dark_scale,
+        "repaired": res.repaired, "bad_flat_pixels": res.bad_flat_pixels,
+        "notes": res.notes, **meas,
+    }
+    atomic_write_text(meas_path, json.dumps(record, default=json_default, sort_keys=True))
+    return record
+
+
+def _measure(lum: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """Measurements and the star list (x, y, flux of the brightest stars) for registration."""
+    from skystack.weights import measure_frame
+
+    m = measure_frame(lum, pixel_scale=t.get("pixel_scale"))
+    cat = m.catalog
+    n = min(len(cat), 400)
+    order = np.argsort(-np.asarray(cat.flux), kind="stable")[:n]
+    stars = {"x": np.asarray(cat.x)[order].tolist(), "y": np.asarray(cat.y)[order].tolist(),
+             "flux": np.asarray(cat.flux)[order].tolist()}
+    d = m.to_dict()
+    d["path"] = t["path"]
+    return {"measurement": d, "stars": stars}
+
+
+def register_task(t: dict[str, Any]) -> dict[str, Any]:
+    """Find the transform to the reference and resample the frame onto the reference grid."""
+    from skystack.io import Image, read_image, write_image
+    from skystack.register import find_transform, warp
+
+    src = Path(t["calibrated"])
+    params = {k: t[k] for k in ("model", "interpolation", "ref_key", "shape")}
+    key = step_key("register", params, [t["key"]])
+    out_path = Path(t["work"]) / "registered" / f"{src.stem}_r{key[:8]}.fits"
+    info_path = out_path.with_suffix(".json")
+    if out_path.exists() and info_path.exists():
+        return json.loads(info_path.read_text())
+    if t["is_reference"]:
+        tr_h = np.eye(3)
+        info: dict[str, Any] = {"H": tr_h.tolist(), "stars_matched": len(t["stars"]["x"]),
+                                "rms_px": 0.0}
+    else:
+        fxy = np.column_stack([t["stars"]["x"], t["stars"]["y"]])
+        rxy = np.column_stack([t["ref_stars"]["x"], t["ref_stars"]["y"]])
+        tr = find_transform(fxy, rxy, frame_flux=np.asarray(t["stars"]["flux"]),
+                            ref_flux=np.asarray(t["ref_stars"]["flux"]), model=t["model"], rng=0)
+        if not tr:
+            rec = {"path": t["path"], "registered": None, "H": None, "reason": tr.reason}
+            atomic_write_text(info_path, json.dumps(rec))
+            return rec
+        info = {"H": np.asarray(tr.H).tolist(), "stars_matched": int(tr.stars_matched),
+                "rms_px": float(tr.rms_px)}
+    img = read_image(src)
+    h = np.asarray(info["H"], float)
+    shape = tuple(t["shape"])
+    if img.data.ndim == 3:
+        data = np.stack([warp(c, h, shape=shape, method=t["interpolation"]) for c in img.data])
+    else:
+        data = warp(img.data, h, shape=shape, method=t["interpolation"])
+    out = Image.from_array(data, keywords=list(img.keywords))
+    atomic_write(out_path, lambda p: write_image(p, out, sample_format="float32"))
+    rec = {"path": t["path"], "registered": str(out_path), "key": key, **info}
+    atomic_write_text(info_path, json.dumps(rec))
+    return rec
+
+
+def ln_task(t: dict[str, Any]) -> dict[str, Any]:
+    """Local normalization functions of one registered frame against its group's reference."""
+    from skystack.io import read_image
+    from skystack.normalize import LNConfig, LNError, compute_local_normalization
+
+    key = step_key("ln", {"scale": t["scale"]}, [t["key"], t["ref_key"]])
+    out = Path(t["work"]) / "ln" / f"{key}.npz"
+    if out.exists():
+        return {"path": t["path"], "ln": str(out), "ok": True}
+    frame = read_image(t["registered"]).data
+    ref = read_image(t["reference"]).data
+    planes = frame if frame.ndim == 3 else frame[None]
+    refs = ref if ref.ndim == 3 else ref[None]
+    arrays: dict[str, Any] = {}
+    info = []
+    try:
+        for c in range(planes.shape[0]):
+            ln = compute_local_normalization(planes[c], refs[c], config=LNConfig(scale=t["scale"]))
+            arrays[f"a0_{c}"] = ln.a0_grid
+            arrays[f"a1_{c}"] = np.array(ln.a1)
+            arrays[f"cell_{c}"] = np.array(ln.cell)
+            info.append(ln.to_json())
+    except LNError as err:
+        return {"path": t["path"], "ln": None, "ok": False, "reason": str(err)}
+    atomic_write(out, lambda p: np.savez(p, **arrays))
+    return {"path": t["path"], "ln": str(out), "ok": True, "channels": info}
