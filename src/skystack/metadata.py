@@ -598,6 +598,8 @@ _RE_GAIN = re.compile(r"gain(\d+(?:\.\d+)?)", re.IGNORECASE)
 _RE_OFFSET = re.compile(r"offset(\d+)", re.IGNORECASE)
 _RE_TEMP = re.compile(r"([-+]?\d+(?:\.\d+)?)\u00b0?c", re.IGNORECASE)
 _RE_STAMP = re.compile(r"(\d{8})-(\d{6})")  # ASIAIR / Seestar local time
+_RE_ISO_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}")  # Ekos local time
+_RE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _RE_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _RE_TIME = re.compile(r"(\d{2})-(\d{2})-(\d{2})")
 _RE_PANEL = re.compile(r"panel(\d+)", re.IGNORECASE)
@@ -660,6 +662,11 @@ def _classify(token: str) -> tuple[str, Any] | None:
     if m:
         try:
             return "date_loc", datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+    if _RE_ISO_STAMP.fullmatch(token):
+        try:
+            return "date_loc", datetime.strptime(token, "%Y-%m-%dT%H-%M-%S")
         except ValueError:
             return None
     m = _RE_PANEL.fullmatch(token)
@@ -758,6 +765,11 @@ def hints_from_path(
                     tok = f"{tok}_{tokens[j + 1]}"
                 except ValueError:
                     c = None
+            if c is None and _RE_NUMBER.fullmatch(tok) and j + 1 < len(tokens) \
+                    and tokens[j + 1].lower() in ("s", "sec", "secs"):
+                c = ("exposure", float(tok))  # Ekos/WBPP: 300_secs
+                tok = f"{tok}_{tokens[j + 1]}"
+                found[j + 1] = "exposure"
             if c is not None:
                 out[c[0]] = (c[1], where if not is_file else f"file name token '{tok}'")
                 found[j] = c[0]
