@@ -12,6 +12,7 @@ from skystack.integrate._reference import (
     KernelParams,
     esd_critical_values,
     integrate_reference,
+    linfit_spread_table,
 )
 from skystack.integrate.engine import _run_kernel
 
@@ -52,11 +53,11 @@ def _stack(n: int, npix: int, rng: np.random.Generator) -> np.ndarray:
 def _compare(x: np.ndarray, params: KernelParams, co: dict[str, np.ndarray],
              exclude: np.ndarray | None = None) -> None:
     n, npix = x.shape
-    lam = esd_critical_values(n, 0.05)
+    lam = np.array([esd_critical_values(n, 0.05), linfit_spread_table(n)])
     ref = integrate_reference(x, params=params, rej_scale=co["ra"], rej_offset=co["rb"],
                               out_scale=co["oa"], out_offset=co["ob"], weights=co["w"],
                               range_lo=co["rl"], range_hi=co["rh"], exclude=exclude,
-                              esd_lambda=lam)
+                              esd_lambda=lam[0], spread=lam[1])
     img = np.empty(npix, np.float32)
     lo = np.empty(npix, np.uint16)
     hi = np.empty(npix, np.uint16)
@@ -104,14 +105,14 @@ def test_exact_values_small_stacks() -> None:
     x = np.array([[0.1, 0.2, np.nan], [0.3, 0.2, 0.0], [0.5, 0.2, 0.7]], np.float32)
     img = np.empty(3, np.float32)
     lo, hi, cov = (np.empty(3, np.uint16) for _ in range(3))
-    _run_kernel(x, co, KernelParams(method="none"), np.zeros(4), img, lo, hi, cov)
+    _run_kernel(x, co, KernelParams(method="none"), np.zeros((2, 4)), img, lo, hi, cov)
     np.testing.assert_allclose(img, [(0.1 + 0.3 + 1.0) / 4, 0.2, 0.7], atol=1e-7)
     assert cov.tolist() == [3, 3, 1]
-    _run_kernel(x, co, KernelParams(method="minmax", min_count=1, max_count=1), np.zeros(4),
+    _run_kernel(x, co, KernelParams(method="minmax", min_count=1, max_count=1), np.zeros((2, 4)),
                 img, lo, hi, cov)
     np.testing.assert_allclose(img, [0.3, 0.2, 0.7], atol=1e-7)
     assert lo.tolist() == [1, 1, 0] and hi.tolist() == [1, 1, 0]
     # range rejection of everything leaves 0 (no data) and counts it
     co["rh"] = np.full(3, 0.05)
-    _run_kernel(x, co, KernelParams(method="none"), np.zeros(4), img, lo, hi, cov)
+    _run_kernel(x, co, KernelParams(method="none"), np.zeros((2, 4)), img, lo, hi, cov)
     assert img.tolist() == [0.0, 0.0, 0.0] and hi.tolist() == [3, 3, 1]

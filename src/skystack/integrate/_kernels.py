@@ -92,7 +92,7 @@ def _winsor_sigma(s, lo, hi, m):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, fastmath=_FM)
 def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_relax,  # type: ignore[no-untyped-def]
-            gain, esd_lambda):
+            gain, esd_lambda, spread):
     lo = 0
     hi = n - 1
     if n == 0 or method == NONE:
@@ -130,23 +130,14 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
             k = hi - lo + 1
             if k < 5:
                 break
-            tm = 0.5 * (lo + hi)
-            ym = 0.0
-            for j in range(lo, hi + 1):
-                ym += s[j]
-            ym /= k
-            sty = 0.0
-            stt = 0.0
-            for j in range(lo, hi + 1):
-                dt = j - tm
-                sty += dt * (s[j] - ym)
-                stt += dt * dt
-            slope = sty / stt
-            icpt = ym - slope * tm
-            mad = 0.0
-            for j in range(lo, hi + 1):
-                mad += abs(s[j] - (icpt + slope * j))
-            sigma = 2.0 * mad / k
+            # resistant line: through the median, slope from the sixth points (see _reference)
+            ia = lo + k // 6
+            ib = hi - k // 6
+            slope = (s[ib] - s[ia]) / (ib - ia)
+            icpt = _median(s, lo, hi) - slope * (0.5 * (lo + hi))
+            sigma = 0.0
+            if spread[k] > 0:
+                sigma = slope * (ib - ia) / spread[k]
             if not sigma > 0:
                 break
             nlo = lo
@@ -209,9 +200,10 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
 @njit(parallel=True, cache=True, fastmath=_FM)
 def integrate_kernel(stack, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # type: ignore[no-untyped-def]
                      method, combine, low, high, min_count, max_count, esd_frac, esd_relax,
-                     gain, esd_lambda, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
+                     gain, tables, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
     """Integrate ``stack`` (N, P) float32 into ``image`` (P,) and the count maps (P,) uint16.
 
+    ``tables`` (2, N + 1): ESD critical values and the linear-fit spread table by sample count.
     ``exclude`` (N, P) uint8 (1 low / 2 high) is read when ``use_exclude``; ``mask`` (N, P) uint8
     receives 0 kept-or-no-data / 1 low / 2 high when ``want_mask``; ``frame_counts``
     (n_chunks, N, 3) int64 receives per-frame counts of valid, low- and high-rejected samples.
@@ -271,7 +263,7 @@ def integrate_kernel(stack, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # 
                 nhigh[p] = nh
                 continue
             lo, hi = _reject(s, m, sides, method, low, high, min_count, max_count, esd_frac,
-                             esd_relax, gain, esd_lambda)
+                             esd_relax, gain, tables[0], tables[1])
             for j in range(lo):
                 fc[idx[j], 1] += 1
                 if want_mask:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["KernelParams", "METHOD_CODES", "COMBINE_CODES", "esd_critical_values",
-           "reject_sorted", "integrate_reference"]
+           "reject_sorted", "integrate_reference", "linfit_spread_table"]
 
 #: Method and combine codes shared with the kernels (kept in sync by a test).
 METHOD_CODES: dict[str, int] = {"none": 0, "minmax": 1, "percentile": 2, "sigma": 3,
@@ -66,6 +66,22 @@ def esd_critical_values(n_max: int, alpha: float) -> NDArray[np.float64]:
     return lam
 
 
+def linfit_spread_table(n_max: int) -> NDArray[np.float64]:
+    """Expected distance, in σ, between the sixth points of k sorted normal samples (k = 0..n_max).
+
+    Linear-fit clipping turns the fitted slope into a σ estimate with it, so its thresholds are in
+    the same units as sigma clipping's.
+    """
+    from scipy.special import ndtri
+
+    out = np.zeros(n_max + 1)
+    for k in range(2, n_max + 1):
+        a, b = k // 6, k - 1 - k // 6
+        if b > a:
+            out[k] = float(ndtri((b + 0.5) / k) - ndtri((a + 0.5) / k))
+    return out
+
+
 def _median(s: NDArray[np.float64], lo: int, hi: int) -> float:
     k = hi - lo + 1
     mid = lo + k // 2
@@ -85,8 +101,13 @@ def _clip_ends(s: NDArray[np.float64], lo: int, hi: int, a: float, b: float) -> 
 
 
 def reject_sorted(s: NDArray[np.float64], p: KernelParams,
-                  esd_lambda: NDArray[np.float64] | None = None) -> tuple[int, int]:
-    """Apply one rejection to ascending samples ``s``; return the kept run ``(lo, hi)``."""
+                  esd_lambda: NDArray[np.float64] | None = None,
+                  spread: NDArray[np.float64] | None = None) -> tuple[int, int]:
+    """Apply one rejection to ascending samples ``s``; return the kept run ``(lo, hi)``.
+
+    ``esd_lambda`` (from :func:`esd_critical_values`) is needed by ``esd`` and ``spread`` (from
+    :func:`linfit_spread_table`) by ``linear-fit``.
+    """
     n = len(s)
     lo, hi = 0, n - 1
     if n == 0 or p.method == "none":
@@ -127,17 +148,20 @@ def reject_sorted(s: NDArray[np.float64], p: KernelParams,
             lo, hi = new_lo, new_hi
         return lo, hi
     if p.method == "linear-fit":
+        if spread is None:
+            msg = "linear-fit needs its spread table (linfit_spread_table)"
+            raise ValueError(msg)
         for _ in range(MAX_ITER):
             k = hi - lo + 1
             if k < 5:
                 break
-            t = np.arange(lo, hi + 1, dtype=np.float64)
-            y = s[lo:hi + 1]
-            tm, ym = t.mean(), y.mean()
-            slope = float(np.sum((t - tm) * (y - ym)) / np.sum((t - tm) ** 2))
-            icpt = ym - slope * tm
-            resid = y - (icpt + slope * t)
-            sigma = 2.0 * float(np.mean(np.abs(resid)))   # PCL: twice the mean absolute deviation
+            # Resistant line: through the median, slope from the centres of the outer thirds
+            # (sixth points), so the outliers under test do not pull the fit (least squares does).
+            a, b = lo + k // 6, hi - k // 6
+            slope = float(s[b] - s[a]) / (b - a)
+            icpt = _median(s, lo, hi) - slope * 0.5 * (lo + hi)
+            # σ from the slope: the sixth points of k normal samples are spread[k] σ apart
+            sigma = slope * (b - a) / spread[k] if spread is not None and spread[k] > 0 else 0.0
             if not sigma > 0:
                 break
             new_lo, new_hi = lo, hi
@@ -208,6 +232,7 @@ def integrate_reference(
     range_hi: NDArray[np.floating] | None = None,
     exclude: NDArray[np.uint8] | None = None,
     esd_lambda: NDArray[np.float64] | None = None,
+    spread: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint16], NDArray[np.uint16], NDArray[np.uint16],
            NDArray[np.uint8]]:
     """Integrate a stack ``(N, P)`` pixel by pixel.
@@ -253,7 +278,7 @@ def integrate_reference(
         r = ra[cand] * x[cand] + rb[cand]
         order = np.argsort(r, kind="stable")
         s = r[order]
-        lo, hi = reject_sorted(s, params, esd_lambda)
+        lo, hi = reject_sorted(s, params, esd_lambda, spread)
         idx = cand[order]
         mask[idx[:lo], p] = 1
         mask[idx[hi + 1:], p] = 2

@@ -280,7 +280,7 @@ def integrate(
 
 def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
-    from skystack.integrate._reference import esd_critical_values
+    from skystack.integrate._reference import esd_critical_values, linfit_spread_table
 
     shape = sources[0].shape
     for s in sources[1:]:
@@ -321,8 +321,11 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
         wts = np.ones((n, c))
     rl = np.full(n, -np.inf) if cfg.range_low is None else cfg.range_low + ped
     rh = np.full(n, np.inf) if cfg.range_high is None else cfg.range_high + ped
-    lam = (esd_critical_values(n, cfg.esd_alpha) if cfg.rejection == "esd"
-           else np.zeros(n + 1))
+    lam = np.zeros((2, n + 1))
+    if cfg.rejection == "esd":
+        lam[0] = esd_critical_values(n, cfg.esd_alpha)
+    if cfg.rejection == "linear-fit":
+        lam[1] = linfit_spread_table(n)
     gains = [0.0] * c
     if cfg.rejection == "averaged-sigma":
         gains = [_poisson_gain(sample[:, ch], ra[:, ch], rb[:, ch]) for ch in range(c)]
