@@ -322,7 +322,9 @@ _FORMATS = ["uint8", "uint16", "uint32", "int16", "float32", "float64"]
 _TOP = {"uint8": 255, "uint16": 65535, "uint32": 4294967295, "int16": 65535}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     sample_format=st.sampled_from(_FORMATS),
     channels=st.sampled_from([1, 3]),

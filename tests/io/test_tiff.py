@@ -96,7 +96,9 @@ def test_truncated_tiff_names_file(tmp_path: Path) -> None:
         read_image(path)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     sample_format=st.sampled_from(["uint8", "uint16", "float32"]),
     channels=st.sampled_from([1, 3]),

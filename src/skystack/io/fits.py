@@ -87,7 +87,8 @@ def _layout(header: Any, path: Path) -> _Layout:
     if bitpix not in _INT_BITPIX:
         raise ImageReadError(path, f"BITPIX = {bitpix} is not a valid FITS sample type")
     bits = abs(bitpix)
-    blank_int = int(blank) if isinstance(blank, int | float) and not isinstance(blank, bool) else None
+    numeric = isinstance(blank, int | float) and not isinstance(blank, bool)
+    blank_int = int(blank) if numeric else None
     half = 2.0 ** (bits - 1)
     if bscale == 1.0 and bitpix == 8 and bzero in (0.0, -128.0):
         # BITPIX 8 is stored unsigned; BZERO -128 is the signed-byte convention.

@@ -34,7 +34,8 @@ def _rawpy(path: Path) -> ModuleType:
         import rawpy
     except ImportError as err:
         raise UnsupportedFormatError(
-            path, f"camera raw files need LibRaw (rawpy), which is not installed — {_INSTALL_HINT}"
+            path, f"camera raw files need LibRaw (rawpy), which is not installed — "
+                  f"{_INSTALL_HINT}"
         ) from err
     return rawpy
 
