@@ -120,10 +120,13 @@ def _robust_stats(x: NDArray[np.float32]) -> tuple[float, float, float]:
     return loc, scale, noise
 
 
-def frame_statistics(sources: Sequence[FrameSource]) -> tuple[NDArray[np.float64], ...]:
+def frame_statistics(sources: Sequence[FrameSource], *,
+                     keep_sample: bool = False) -> tuple[NDArray[np.float64], ...]:
     """Location, scale and noise (N, C) of every frame plus the sample stack (N, C, S).
 
-    Values are pedestal-free (each source's pedestal is subtracted, no-data kept as 0).
+    Values are pedestal-free (each source's pedestal is subtracted, no-data kept as 0). The sample
+    stack (the same rows of every frame) is only kept when asked for (averaged sigma needs it);
+    otherwise it is an empty (N, C, 0) array.
     """
     c, h, w = sources[0].shape
     n_rows = int(np.clip(SAMPLE_PIXELS // max(w, 1), 1, h))
@@ -132,14 +135,15 @@ def frame_statistics(sources: Sequence[FrameSource]) -> tuple[NDArray[np.float64
     loc = np.zeros((n, c))
     scale = np.zeros((n, c))
     noise = np.zeros((n, c))
-    sample = np.zeros((n, c, len(rows) * w), np.float32)
+    sample = np.zeros((n, c, len(rows) * w if keep_sample else 0), np.float32)
     for i, src in enumerate(sources):
         x = src.sample_rows(rows)
         if src.pedestal:
             x = np.where((x == x) & (x != 0), x - np.float32(src.pedestal), x)
         for ch in range(c):
             loc[i, ch], scale[i, ch], noise[i, ch] = _robust_stats(x[ch])
-            sample[i, ch] = x[ch].reshape(-1)
+            if keep_sample:
+                sample[i, ch] = x[ch].reshape(-1)
     return loc, scale, noise, sample
 
 
@@ -293,7 +297,8 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     cfg = cfg.resolved(n)
     if not 0 <= cfg.reference < n:
         raise ConfigError(f"reference={cfg.reference} is outside 0..{n - 1}")
-    loc, scale, noise, sample = frame_statistics(sources)
+    loc, scale, noise, sample = frame_statistics(
+        sources, keep_sample=cfg.rejection == "averaged-sigma")
     ped = np.array([s.pedestal for s in sources])
     if ln is None:
         ra, rb = _affine(cfg.rejection_normalization, loc, scale, cfg.reference)

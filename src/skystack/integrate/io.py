@@ -204,7 +204,8 @@ def _open_fits(path: Path, subtract_pedestal: bool) -> FitsBandSource | None:
                        do_not_scale_image_data=True) as hdul:
             for k, hdu in enumerate(hdul):
                 if hdu.header.get("NAXIS", 0) >= 2 and hdu.is_image:
-                    if not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
+                    if isinstance(hdu, fits.CompImageHDU) or not isinstance(
+                            hdu, fits.PrimaryHDU | fits.ImageHDU):
                         return None
                     if not FitsBandSource.supports(hdu.header):
                         return None
