@@ -15,6 +15,7 @@ __all__ = [
     "ChecksumError",
     "ImageWriteError",
     "ConfigError",
+    "SkystackWarning",
 ]
 
 
@@ -45,3 +46,7 @@ class ImageWriteError(SkystackError, OSError):
 
 class ConfigError(SkystackError, ValueError):
     """A configuration value or command-line option is invalid."""
+
+
+class SkystackWarning(UserWarning):
+    """Base class of skystack's warnings (a file read with repairs, a questionable setting)."""

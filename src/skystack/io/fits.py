@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from skystack.errors import ImageReadError, ImageWriteError
+from skystack.errors import ImageReadError, ImageWriteError, SkystackWarning
 from skystack.io.image import Header, Image, Keyword, KeywordValue, from_unit_range
 
 __all__ = ["FitsHeaderWarning", "read", "read_header", "write", "COMPRESSIONS"]
 
 
-class FitsHeaderWarning(UserWarning):
+class FitsHeaderWarning(SkystackWarning):
     """A FITS file was read despite problems in its header (invalid cards, missing END...)."""
 
 

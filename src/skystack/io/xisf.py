@@ -209,9 +209,11 @@ def _stored_bytes(block: _Block, fh: BinaryIO | None, path: Path) -> bytes | byt
     """The block's bytes as stored (compressed, not yet text-decoded for attachments)."""
     if block.kind == "attachment":
         assert fh is not None
-        buf = bytearray(block.size)
+        # np.empty: no zero-fill of a buffer that is overwritten at once (bytearray would
+        # spend ~40 % of an uncompressed read clearing memory)
+        buf = np.empty(block.size, np.uint8)
         fh.seek(block.position)
-        if fh.readinto(buf) != block.size:
+        if fh.readinto(memoryview(buf)) != block.size:
             raise ImageReadError(path, "file ended inside a data block — it is truncated")
         return buf
     text = block.text or ""
