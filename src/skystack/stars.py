@@ -259,16 +259,24 @@ def estimate_background(image: NDArray, *, mesh: int = 64) -> Background:
     Background
         Clipped-median level and MAD-sigma per block, 3×3-median-filtered.
     """
-    from scipy.ndimage import median_filter
-
     img = luminance(image)
     mesh = int(max(8, min(mesh, img.shape[0], img.shape[1])))
     level, rms = K.mesh_stats(img, mesh, step=3 if mesh >= 48 else 1)
     if min(level.shape) >= 3:
-        level = median_filter(level, size=3, mode="nearest")
-        rms = median_filter(rms, size=3, mode="nearest")
+        level = _median3(level)
+        rms = _median3(rms)
     rms = np.maximum(rms, np.float32(1e-12))
     return Background(level.astype(np.float32), rms.astype(np.float32), mesh, img.shape)
+
+
+def _median3(grid: NDArray[np.float32]) -> NDArray[np.float32]:
+    """3×3 median filter of a mesh grid, padded by linear extrapolation so planes stay planes."""
+    from scipy.ndimage import median_filter
+
+    g = grid.astype(np.float64)
+    g = np.concatenate([2 * g[:1] - g[1:2], g, 2 * g[-1:] - g[-2:-1]], axis=0)
+    g = np.concatenate([2 * g[:, :1] - g[:, 1:2], g, 2 * g[:, -1:] - g[:, -2:-1]], axis=1)
+    return median_filter(g, size=3)[1:-1, 1:-1].astype(np.float32)
 
 
 def _neighbours(x: NDArray, y: NDArray, radius: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -288,6 +296,11 @@ def _neighbours(x: NDArray, y: NDArray, radius: float) -> tuple[NDArray[np.int64
     ptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(a, minlength=n), out=ptr[1:])
     return ptr, b.astype(np.int64)
+
+
+def _deblend_radius(cfg: DetectionConfig) -> float:
+    """Candidates closer than this share pixels by the deblending rule."""
+    return 5.0 * cfg.fwhm_guess + 2.0
 
 
 def _saturation_level(img: NDArray[np.float32], cfg: DetectionConfig) -> float:
@@ -357,11 +370,11 @@ def detect_and_measure(
     noise_gain = float(np.sum(kern.astype(np.float64) ** 2))  # sigma of the filtered noise / sigma
     thr = (cfg.threshold * noise_gain * bkg.rms).astype(np.float32)
     border = max(2, kern.shape[0] // 2)
-    py, px = K.find_peaks(smooth, thr, bkg.mesh, border, radius=2)
+    py, px = K.find_peaks(smooth, thr, bkg.mesh, border, radius=1)
     if px.size == 0:
         return StarCatalog.empty((h, w)), bkg, resid
     amp = smooth[py, px].astype(np.float64)
-    ptr, nbr = _neighbours(px.astype(np.float64), py.astype(np.float64), 3.0 * cfg.fwhm_guess + 2)
+    ptr, nbr = _neighbours(px.astype(np.float64), py.astype(np.float64), _deblend_radius(cfg))
     rmax = int(max(8, math.ceil(2.5 * cfg.max_fwhm / _FWHM_PER_SIGMA * 2)))
     mom = K.measure_moments(resid, px, py, amp, ptr, nbr, sigma0, rmax=min(rmax, 40))
     ok = mom[:, 7] > 0
@@ -420,7 +433,7 @@ def detect_and_measure(
         eligible = order[(~saturated[order]) & (cat_snr[order] >= cfg.fit_min_snr)][: cfg.max_fit]
         if eligible.size:
             model = K.MOFFAT if cfg.psf == "moffat" else K.GAUSSIAN
-            sub_ptr, sub_nbr = _neighbours(cat_x, cat_y, 3.0 * cfg.fwhm_guess + 2)
+            sub_ptr, sub_nbr = _neighbours(cat_x, cat_y, _deblend_radius(cfg))
             amp_k = np.maximum(cat_peak, 1e-12)
             res = K.fit_psf(resid, cat_x, cat_y, sxx[keep], sxy[keep], syy[keep], amp_k,
                             sub_ptr, sub_nbr, eligible, model=model, sigma0=sigma0)
