@@ -106,7 +106,7 @@ def test_inventory_json(night: Path) -> None:
 def test_cache_hit_reads_no_header(night: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cold = scan([night])
     assert (cold.stats.headers_read, cold.stats.cache_hits) == (14, 0)
-    assert (Path(os.environ["SKYSTACK_CACHE_DIR"]) / "headers-v1.sqlite").is_file()
+    assert (Path(os.environ["SKYSTACK_CACHE_DIR"]) / "headers-v2.sqlite").is_file()
 
     def boom(path: str) -> None:
         raise AssertionError(f"read {path} despite the cache")
@@ -128,6 +128,25 @@ def test_cache_hit_reads_no_header(night: Path, monkeypatch: pytest.MonkeyPatch)
     assert by_name(again)["L_002.fits"].filter == "OIII"
     off = scan([night], use_cache=False)
     assert (off.stats.headers_read, off.stats.cache_hits) == (14, 0)
+
+
+def test_cached_headers_serve_a_new_context(night: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another longitude or overrides reuse the cached headers but recompute FrameInfo."""
+    write_frame(night / "Lights" / "nosite.fits", IMAGETYP="LIGHT",
+                DATE__OBS="2026-10-13T03:00:00")
+    assert by_name(scan([night]))["nosite.fits"].session == "2026-10-12"  # UTC noon split
+    with monkeypatch.context() as m:
+        m.setattr(library, "_parse_fits", None)  # any file read would fail loudly
+        m.setattr(library, "read_header", None)
+        east = scan([night], longitude=150.0)
+        (night / "skystack-overrides.toml").write_text(
+            '[[override]]\nglob = "Darks/*.fits"\nexposure = 600\n')
+        over = scan([night])
+    assert east.stats.headers_read == over.stats.headers_read == 0
+    assert by_name(over)["D_000.fits"].exposure == 600.0
+    assert by_name(east)["nosite.fits"].session == "2026-10-13"  # 13:00 local at 150° E
+    assert by_name(east)["F_000.fits"].session == "2026-10-12"  # its own SITELONG wins
+    assert by_name(east)["L_000.fits"].sources["session"].startswith("night of DATE-OBS + SITELONG")
 
 
 def test_unusable_cache_dir_does_not_fail(night: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,6 +28,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ __all__ = [
 
 #: An overrides file with this name at the top of a scanned folder is used automatically.
 OVERRIDES_NAME = "skystack-overrides.toml"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _EMPTY = "file is empty (0 bytes) — re-copy it from the capture computer"
 
 
@@ -299,6 +302,47 @@ def _decode(path: str, packed: list[Any]) -> Header:
                   bayer_pattern=bayer, row_order=row, data_range=(rng[0], rng[1]))
 
 
+@dataclass(frozen=True)
+class _Row:
+    ok: bool
+    data: str           # header JSON ({"h", "w"}) or the rejection reason
+    ctx: str | None     # context the cached FrameInfo was computed in
+    info: str | None    # FrameInfo JSON
+
+
+_DT_FIELDS = ("date_obs", "date_loc")
+_TUPLE_FIELDS = ("binning", "bayer_offset")
+
+
+def _info_record(info: FrameInfo) -> str:
+    d = dict(info.__dict__)
+    for k in _DT_FIELDS:
+        d[k] = d[k].isoformat() if d[k] is not None else None
+    return json.dumps(d, default=_jsonable, separators=(",", ":"))
+
+
+def _info_from_record(text: str) -> FrameInfo:
+    d = json.loads(text)
+    for k in _DT_FIELDS:
+        if d.get(k) is not None:
+            d[k] = datetime.fromisoformat(d[k])
+    for k in _TUPLE_FIELDS:
+        if d.get(k) is not None:
+            d[k] = tuple(d[k])
+    return FrameInfo(**d)
+
+
+@lru_cache(maxsize=1)
+def _code_key() -> str:
+    """Changes whenever the metadata rules change, so cached FrameInfo never goes stale."""
+    from skystack import metadata
+
+    h = hashlib.sha1(usedforsecurity=False)
+    for mod_file in (metadata.__file__, __file__):
+        h.update(Path(mod_file).read_bytes())
+    return h.hexdigest()[:16]
+
+
 class _Cache:
     """(absolute path, size, mtime_ns) → header JSON or the reason the file was rejected."""
 
@@ -312,7 +356,8 @@ class _Cache:
             folder.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(folder / f"headers-v{_CACHE_VERSION}.sqlite", timeout=10)
             self.db.execute("CREATE TABLE IF NOT EXISTS headers (path TEXT PRIMARY KEY, "
-                            "size INTEGER, mtime_ns INTEGER, ok INTEGER, data TEXT)")
+                            "size INTEGER, mtime_ns INTEGER, ok INTEGER, data TEXT, "
+                            "ctx TEXT, info TEXT)")
         except (OSError, sqlite3.Error) as err:
             self._fail(err)
 
@@ -323,32 +368,34 @@ class _Cache:
             self.db.close()
         self.db = None
 
-    def get_many(self, keys: Sequence[tuple[str, int, int]]) -> dict[str, tuple[int, str]]:
+    def get_many(self, keys: Sequence[tuple[str, int, int]]) -> dict[str, _Row]:
+        """Rows whose size and mtime still match the file."""
         if self.db is None or not keys:
             return {}
         want = {k[0]: k for k in keys}
-        found: dict[str, tuple[int, str]] = {}
+        found: dict[str, _Row] = {}
         paths = list(want)
         try:
             for i in range(0, len(paths), 500):
                 chunk = paths[i:i + 500]
-                q = ("SELECT path, size, mtime_ns, ok, data FROM headers WHERE path IN ("
-                     + ",".join("?" * len(chunk)) + ")")
-                for path, size, mtime_ns, ok, data in self.db.execute(q, chunk):
+                q = ("SELECT path, size, mtime_ns, ok, data, ctx, info FROM headers "
+                     "WHERE path IN (" + ",".join("?" * len(chunk)) + ")")
+                for path, size, mtime_ns, ok, data, ctx, info in self.db.execute(q, chunk):
                     k = want[path]
                     if size == k[1] and mtime_ns == k[2]:
-                        found[path] = (ok, data)
+                        found[path] = _Row(bool(ok), data, ctx, info)
         except sqlite3.Error as err:
             self._fail(err)
             return {}
         return found
 
-    def put_many(self, rows: list[tuple[str, int, int, int, str]]) -> None:
+    def put_many(self, rows: list[tuple[str, int, int, int, str, str | None, str | None]]) -> None:
         if self.db is None or not rows:
             return
         try:
             with self.db:
-                self.db.executemany("INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?)", rows)
+                self.db.executemany("INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                    rows)
         except sqlite3.Error as err:
             self._fail(err)
 
@@ -657,7 +704,7 @@ def scan(
         else:
             results = [_read_fast(c.path) for c in misses]
         inv.stats.headers_read = len(misses)
-        rows = []
+        rejected_rows = []
         for c, (ok, got) in zip(misses, results, strict=True):
             notes: list[str] = []
             if not ok and got == _FALLBACK:
@@ -665,44 +712,57 @@ def scan(
             else:
                 inv.stats.fast_path += 1
             fresh[c.path] = (ok, got, notes)
-            data = json.dumps({"h": _encode(got), "w": notes}, default=_jsonable,
-                              separators=(",", ":")) if ok else got
-            rows.append((c.path, c.size, c.mtime_ns, int(ok), data))
-        cache.put_many(rows)
+            if not ok:
+                rejected_rows.append((c.path, c.size, c.mtime_ns, 0, str(got), None, None))
+        cache.put_many(rejected_rows)
+    except BaseException:
+        cache.close()
+        raise
+
+    updates = []
+    try:
+        for c in cands:
+            values: dict[str, Any] = {}
+            prefer = False
+            source = "override"
+            if c.overrides is not None:
+                rel_top = os.path.relpath(c.path, c.top).replace(os.sep, "/")
+                rel_ov = os.path.relpath(c.path, c.overrides.path.parent.absolute())
+                values, prefer = c.overrides.match([rel_ov.replace(os.sep, "/"), rel_top])
+                source = c.overrides.source
+            # Everything frame_info depends on besides the header itself.
+            ctx = json.dumps([_code_key(), c.top, longitude, values, prefer, source],
+                             default=_jsonable, sort_keys=True)
+            row = hits.get(c.path)
+            if row is not None and row.ok and row.ctx == ctx and row.info:
+                inv.frames.append(_info_from_record(row.info))
+                continue
+            if c.path in fresh:
+                ok, got, notes = fresh[c.path]
+            else:
+                assert row is not None
+                ok, got, notes = row.ok, row.data, []
+                if ok:
+                    packed = json.loads(row.data)
+                    got, notes = _decode(c.path, packed["h"]), packed["w"]
+            if not ok:
+                inv.rejected.append(RejectedFile(c.path, str(got)))
+                continue
+            assert isinstance(got, Header)
+            info = frame_info(got, root=c.top, longitude=longitude, overrides=values,
+                              prefer_path=prefer, override_source=source)
+            info.size_bytes, info.mtime = c.size, c.mtime_ns / 1e9
+            info.warnings[:0] = notes
+            inv.frames.append(info)
+            if c.path in fresh:
+                data = json.dumps({"h": _encode(got), "w": notes}, default=_jsonable,
+                                  separators=(",", ":"))
+            else:
+                data = row.data  # type: ignore[union-attr]
+            updates.append((c.path, c.size, c.mtime_ns, 1, data, ctx, _info_record(info)))
+        cache.put_many(updates)
     finally:
         cache.close()
-
-    # Rejections from the walk come first in walk order; merge them back by path order so the
-    # report reads like the folder tree.
-    for c in cands:
-        if c.path in fresh:
-            ok, got, notes = fresh[c.path]
-        else:
-            okc, data = hits[c.path]
-            ok, notes = bool(okc), []
-            if ok:
-                packed = json.loads(data)
-                got, notes = _decode(c.path, packed["h"]), packed["w"]
-            else:
-                got = data
-        if not ok:
-            inv.rejected.append(RejectedFile(c.path, str(got)))
-            continue
-        header = got
-        assert isinstance(header, Header)
-        values: dict[str, Any] = {}
-        prefer = False
-        source = "override"
-        if c.overrides is not None:
-            rel_top = os.path.relpath(c.path, c.top).replace(os.sep, "/")
-            rel_ov = os.path.relpath(c.path, c.overrides.path.parent.absolute())
-            values, prefer = c.overrides.match([rel_ov.replace(os.sep, "/"), rel_top])
-            source = c.overrides.source
-        info = frame_info(header, root=c.top, longitude=longitude, overrides=values,
-                          prefer_path=prefer, override_source=source)
-        info.size_bytes, info.mtime = c.size, c.mtime_ns / 1e9
-        info.warnings[:0] = notes
-        inv.frames.append(info)
     inv.rejected.sort(key=lambda r: r.path)
     inv.stats.seconds = time.perf_counter() - t0
     return inv

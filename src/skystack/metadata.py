@@ -505,16 +505,19 @@ def _describe(fieldname: str, is_prop: bool, name: str, value: Any) -> str:
     return f"{kind} {name}"
 
 
+_CANDIDATES: tuple[tuple[str, tuple[tuple[bool, str], ...]], ...] = tuple(
+    (f, tuple([(True, n) for n in _PROPS.get(f, ())] + [(False, n) for n in _KEYS.get(f, ())]))
+    for f in sorted(set(_PROPS) | set(_KEYS))
+)
+
+
 def _header_values(header: Header) -> dict[str, tuple[Any, str]]:
     """Every field the header knows, as ``field → (value, source)``."""
-    first: dict[str, Any] = {}
-    for card in header.keywords:
-        first.setdefault(card.name.upper(), card.value)
+    # The first card of each name wins: build the dict from the end.
+    first: dict[str, Any] = {c.name.upper(): c.value for c in reversed(header.keywords)}
     props = header.properties or {}
     out: dict[str, tuple[Any, str]] = {}
-    for fieldname in set(_PROPS) | set(_KEYS):
-        candidates = [(True, n) for n in _PROPS.get(fieldname, ())]
-        candidates += [(False, n) for n in _KEYS.get(fieldname, ())]
+    for fieldname, candidates in _CANDIDATES:
         for is_prop, name in candidates:
             raw = props.get(name, _NOT_SET) if is_prop else first.get(name, _NOT_SET)
             if raw is _NOT_SET or raw is None:
