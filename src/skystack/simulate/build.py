@@ -244,7 +244,9 @@ def _plan(p: Preset, seed: int, cam: Camera, ref_shape: tuple[int, int],
             fexp = p.flat_exposure(filt)
             key = (_flat_key(filt), night)
             if p.messy and filt == "OIII":
-                planted.append({"kind": "missing_flats", "paths": [],
+                affected = [j.rel for j in pl.jobs if j.kind == "light"
+                            and j.truth["filter"] == "OIII" and j.truth["night"] == night]
+                planted.append({"kind": "missing_flats", "paths": affected,
                                 "detail": f"no flats for filter OIII on {night}; OIII lights "
                                           "have no flat to link to"})
                 continue

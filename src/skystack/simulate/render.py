@@ -236,18 +236,21 @@ class LightSpec:
 def _resample(canvas: NDArray[np.float32], Hinv: NDArray[np.float64],
               shape: tuple[int, int]) -> NDArray[np.float32]:
     """Sample ``canvas`` at H⁻¹ of every frame pixel (bilinear; 0 outside)."""
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import affine_transform, map_coordinates
 
-    h, w = shape
     if not canvas.any():
         return np.zeros(shape, np.float32)
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    # Affine H: the inverse is affine too; a homography would need the division.
-    rx = Hinv[0, 0] * xx + Hinv[0, 1] * yy + Hinv[0, 2]
-    ry = Hinv[1, 0] * xx + Hinv[1, 1] * yy + Hinv[1, 2]
+    if np.allclose(Hinv[2], (0.0, 0.0, 1.0)):
+        # Affine: scipy works in (row, col) order, so swap the axes of the 2×2 part.
+        m = np.array([[Hinv[1, 1], Hinv[1, 0]], [Hinv[0, 1], Hinv[0, 0]]])
+        off = np.array([Hinv[1, 2], Hinv[0, 2]])
+        return affine_transform(canvas, m, offset=off, output_shape=shape, output=np.float32,
+                                order=1, mode="constant", cval=0.0, prefilter=False)
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
     wq = Hinv[2, 0] * xx + Hinv[2, 1] * yy + Hinv[2, 2]
-    if not np.allclose(Hinv[2], (0, 0, 1)):
-        rx, ry = rx / wq, ry / wq
+    rx = (Hinv[0, 0] * xx + Hinv[0, 1] * yy + Hinv[0, 2]) / wq
+    ry = (Hinv[1, 0] * xx + Hinv[1, 1] * yy + Hinv[1, 2]) / wq
     out = map_coordinates(canvas, [ry, rx], order=1, mode="constant", cval=0.0, prefilter=False)
     return out.astype(np.float32)
 

@@ -224,6 +224,28 @@ def dark_current_map(camera: Camera, temperature: float) -> NDArray[np.float32]:
     return (rate * np.float32(camera.dark_factor(temperature))).astype(np.float32)
 
 
+#: Above this many expected electrons a Gaussian of the same mean and variance replaces the
+#: Poisson draw (skewness 1/√λ < 0.03; 5× faster on flats).
+GAUSS_ABOVE_E = 1000.0
+
+
+def _photon_noise(lam: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Poisson(λ) per pixel; Gaussian N(λ, λ) where λ > :data:`GAUSS_ABOVE_E`."""
+    big = lam > GAUSS_ABOVE_E
+    n_big = int(np.count_nonzero(big))
+    if n_big == 0:
+        return rng.poisson(lam).astype(np.float32)
+    if n_big == lam.size:
+        out = rng.standard_normal(lam.shape, dtype=np.float32)
+        out *= np.sqrt(lam)
+        out += lam
+        return np.rint(out)
+    out = rng.poisson(np.where(big, 0.0, lam)).astype(np.float32)
+    lb = lam[big]
+    out[big] = np.rint(lb + np.sqrt(lb) * rng.standard_normal(n_big, dtype=np.float32))
+    return out
+
+
 def read_out(
     electrons: NDArray[np.floating] | None,
     camera: Camera,
@@ -256,12 +278,12 @@ def read_out(
     if electrons is None:
         e = np.zeros(camera.shape, np.float32)
     elif noise:
-        # Exact Poisson: fast enough (≈25 ns/pixel) that no Gaussian shortcut is needed.
-        e = rng.poisson(np.maximum(electrons, 0.0)).astype(np.float32)
+        e = _photon_noise(np.maximum(np.asarray(electrons, np.float32), 0.0), rng)
     else:
         e = np.asarray(electrons, np.float32).copy()
     if extra_electrons is not None:
         e += extra_electrons
+    full = e >= np.float32(camera.full_well_e)
     np.minimum(e, np.float32(camera.full_well_e), out=e)
     adu = e * np.float32(1.0 / camera.gain_e_per_adu)
     adu += maps.bias
@@ -274,5 +296,8 @@ def read_out(
         adu *= step
     else:
         np.rint(adu, out=adu)
-    np.clip(adu, 0.0, np.float32(camera.saturation_adu), out=adu)
+    # A full pixel reads the camera's white level, as cameras clip digitally.
+    top = np.float32(camera.saturation_adu)
+    adu[full] = top
+    np.clip(adu, 0.0, top, out=adu)
     return adu
