@@ -119,7 +119,11 @@ try:
 except ImportError:  # pragma: no cover — the backend changed; use astropy for everything
     _FAST_OK = False
 _COMMENTARY = frozenset({"COMMENT", "HISTORY"})
-_INT = re.compile(r"[+-]?\d+")
+
+
+@lru_cache(maxsize=4096)
+def _structural(name: str) -> bool:
+    return _is_structural(name)  # the same few dozen names in every file: memoize
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?")
 
 
@@ -127,30 +131,21 @@ class _NotSimple(Exception):
     """The fast parser declines this file; astropy reads it instead."""
 
 
+_STRING_VALUE = re.compile(r" *'((?:[^']|'')*)'(.*)$", re.DOTALL)
+
+
 def _card_value(text: str) -> tuple[Any, str]:
     """Value and comment of a card's value field (columns 11–80)."""
-    s = text.lstrip()
-    if s.startswith("'"):
-        out = []
-        i = 1
-        while i < len(s):
-            c = s[i]
-            if c == "'":
-                if i + 1 < len(s) and s[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(c)
-            i += 1
-        else:
-            raise _NotSimple  # unterminated string
-        rest = s[i + 1:]
+    m = _STRING_VALUE.match(text)
+    if m:
+        rest = m.group(2)
         slash = rest.find("/")
         comment = rest[slash + 1:].strip() if slash >= 0 else ""
-        return "".join(out).rstrip(), comment
-    slash = s.find("/")
-    raw, comment = (s[:slash], s[slash + 1:].strip()) if slash >= 0 else (s, "")
+        return m.group(1).replace("''", "'").rstrip(), comment
+    if text.lstrip().startswith("'"):
+        raise _NotSimple  # unterminated string
+    slash = text.find("/")
+    raw, comment = (text[:slash], text[slash + 1:].strip()) if slash >= 0 else (text, "")
     raw = raw.strip()
     if raw == "T":
         return True, comment
@@ -158,7 +153,7 @@ def _card_value(text: str) -> tuple[Any, str]:
         return False, comment
     if raw == "":
         return None, comment
-    if _INT.fullmatch(raw):
+    if raw.lstrip("+-").isdigit():
         return int(raw), comment
     if _FLOAT.fullmatch(raw):
         return float(raw.replace("D", "E").replace("d", "e")), comment
@@ -241,7 +236,7 @@ def _parse_fits(path: str) -> Header:
                 else:
                     raise _NotSimple  # a card without a value indicator: astropy knows better
                 cards.setdefault(name, value)
-                if not _is_structural(name):
+                if not _structural(name):
                     keywords.append(Keyword(name, value, comment))
             if done:
                 break

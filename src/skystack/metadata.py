@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -679,6 +680,12 @@ def _classify(token: str) -> tuple[str, Any] | None:
 
 
 def _components(path: str | PurePath, root: str | PurePath | None) -> list[str]:
+    if isinstance(path, str) and isinstance(root, str) and root and \
+            path.startswith(root.rstrip(os.sep) + os.sep):
+        # Fast path for the scanner (plain absolute strings); same result as below.
+        rest = path[len(root.rstrip(os.sep)) + 1:]
+        name = os.path.basename(root.rstrip(os.sep))
+        return ([name] if name else []) + [c for c in rest.split(os.sep) if c]
     p = PurePath(path)
     if root is not None:
         r = PurePath(root)
