@@ -169,6 +169,8 @@ def render_stars(
     for b in np.unique(bucket[inside]):
         r = _RADII[b] if b < len(_RADII) else int(radius[inside & (bucket == b)].max())
         idx = np.flatnonzero(inside & (bucket == b))
+        # Row order keeps each chunk's pixels in a band, so its bincount stays small.
+        idx = idx[np.argsort(y[idx], kind="stable")]
         core = int(np.ceil(fwhm_major[idx].max()))
         side, cside = 2 * r + 1, 2 * min(core, r) + 1
         per_star = side * side + (cside * oversample) ** 2
@@ -231,7 +233,11 @@ def _add_stamps(total: NDArray[np.float64], shape: tuple[int, int], x: NDArray, 
         ch[ok] = cfa_index[yy[ok], xx[ok]]
         val *= flux.astype(f32)[np.arange(n)[:, None, None], ch]
     flat = yy[ok] * w + xx[ok]
-    total += np.bincount(flat, weights=val[ok], minlength=h * w)
+    if flat.size == 0:
+        return
+    lo = int(flat.min())
+    acc = np.bincount(flat - lo, weights=val[ok])
+    total[lo: lo + len(acc)] += acc
 
 
 def vignetting(
