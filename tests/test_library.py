@@ -305,3 +305,21 @@ def test_scan_simulated_messy_night(tmp_path: Path) -> None:
         assert rejected[path].startswith({"not_an_image": "not an image (suffix .txt)",
                                           "empty_file": "file is empty (0 bytes)",
                                           "truncated_file": "truncated: "}[kind]), path
+
+
+def test_folders_with_ignore_marker_are_not_scanned(tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    from skystack.io import Image, write_image
+    from skystack.library import IGNORE_MARKER, scan
+
+    monkeypatch.setenv("SKYSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    light = Image.from_array(np.full((8, 8), 0.1, np.float32))
+    light.set("IMAGETYP", "LIGHT")
+    write_image(tmp_path / "night" / "Lights" / "a.fits", light)
+    write_image(tmp_path / "night" / "truth" / "sky.fits", light)
+    (tmp_path / "night" / "truth" / "notes.txt").write_text("x")
+    (tmp_path / "night" / "truth" / IGNORE_MARKER).write_text("")
+    inv = scan([tmp_path / "night"])
+    assert [inv.relpath(f.path) for f in inv.frames] == ["Lights/a.fits"]
+    assert inv.rejected == []

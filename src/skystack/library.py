@@ -545,12 +545,20 @@ def _skip(name: str) -> bool:
     return name.startswith(".") or name == OVERRIDES_NAME
 
 
+#: A folder holding a file of this name is not scanned (e.g. the simulator's ``truth/``, or any
+#: folder of notes and exports a user wants skystack to leave alone).
+IGNORE_MARKER = ".skystackignore"
+
+
 def _walk(folder: str) -> Iterator[os.DirEntry[str]]:
-    """Files under ``folder``, depth first, names sorted; hidden entries skipped."""
+    """Files under ``folder``, depth first, names sorted; hidden entries and folders holding a
+    ``.skystackignore`` file skipped."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError:
+        return
+    if any(e.name == IGNORE_MARKER for e in entries):
         return
     dirs = []
     for e in entries:
