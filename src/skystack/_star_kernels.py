@@ -52,25 +52,60 @@ def _mesh_edges(n: int, mesh: int) -> NDArray[np.int64]:
 
 
 @nb.njit(**_JIT)
-def _clipped_median_sigma(v: NDArray[np.float32], n: int) -> tuple[float, float]:
-    """Median and MAD-sigma of v[:n] after three rounds of 3-sigma clipping (stars are outliers)."""
-    work = v[:n].copy()
-    m = n
-    med = np.median(work[:m])
-    sig = 1.4826 * np.median(np.abs(work[:m] - med))
-    for _ in range(3):
-        lo = med - 3.0 * sig
-        hi = med + 3.0 * sig
-        k = 0
+def _kth(a, n, k):
+    """The k-th smallest of a[:n] (Hoare quickselect, partially reorders a in place)."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@nb.njit(**_JIT)
+def _clipped_median_sigma(v, n, work):
+    """Median and MAD-sigma of v[:n] after up to three rounds of 3-sigma clipping.
+
+    Medians are lower medians (element (m-1)//2 of the sorted sample); ``work`` is scratch.
+    """
+    lo = -np.inf
+    hi = np.inf
+    m_prev = -1
+    med = 0.0
+    sig = 0.0
+    for _ in range(4):
+        m = 0
         for i in range(n):
             if v[i] >= lo and v[i] <= hi:
-                work[k] = v[i]
-                k += 1
-        if k < 8 or k == m:
+                work[m] = v[i]
+                m += 1
+        if m < 8 or m == m_prev:
             break
-        m = k
-        med = np.median(work[:m])
-        sig = 1.4826 * np.median(np.abs(work[:m] - med))
+        m_prev = m
+        med = _kth(work, m, (m - 1) // 2)
+        for i in range(m):
+            work[i] = abs(work[i] - med)
+        sig = 1.4826 * _kth(work, m, (m - 1) // 2)
+        lo = med - 3.0 * sig
+        hi = med + 3.0 * sig
     return med, sig
 
 
@@ -87,6 +122,7 @@ def _mesh_stats_kernel(img, ey, ex, step):
             cap = max(cap, c)
     buf = np.empty(cap, np.float32)
     dif = np.empty(cap, np.float32)
+    work = np.empty(cap, np.float32)
     w = img.shape[1]
     for i in range(nby):
         for j in range(nbx):
@@ -98,8 +134,8 @@ def _mesh_stats_kernel(img, ey, ex, step):
                     x2 = x + 1 if x + 1 < w else x - 1
                     dif[n] = img[y, x2] - img[y, x]
                     n += 1
-            med, _ = _clipped_median_sigma(buf, n)
-            _, sig = _clipped_median_sigma(dif, n)
+            med, _ = _clipped_median_sigma(buf, n, work)
+            _, sig = _clipped_median_sigma(dif, n, work)
             bkg[i, j] = med
             rms[i, j] = sig / math.sqrt(2.0)
     return bkg, rms
@@ -131,17 +167,21 @@ def mesh_stats_ref(
     rms = np.empty_like(bkg)
     w = img.shape[1]
 
+    def lower_median(a: NDArray) -> float:
+        k = (a.size - 1) // 2
+        return float(np.partition(a, k)[k])
+
     def clipped(v: NDArray) -> tuple[float, float]:
-        cur = v
-        med = np.median(cur)
-        sig = 1.4826 * np.median(np.abs(cur - med))
-        for _ in range(3):
-            keep = v[(v >= med - 3 * sig) & (v <= med + 3 * sig)]
-            if keep.size < 8 or keep.size == cur.size:
+        keep = v
+        med = sig = 0.0
+        size_prev = -1
+        for _ in range(4):
+            if keep.size < 8 or keep.size == size_prev:
                 break
-            cur = keep
-            med = np.median(cur)
-            sig = 1.4826 * np.median(np.abs(cur - med))
+            size_prev = keep.size
+            med = lower_median(keep)
+            sig = 1.4826 * lower_median(np.abs(keep - np.float32(med)))
+            keep = v[(v >= med - 3 * sig) & (v <= med + 3 * sig)]
         return med, sig
 
     for i in range(len(ey) - 1):

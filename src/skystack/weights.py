@@ -75,7 +75,7 @@ class MeasureConfig:
     noise_layers: int = 4
     noise_k: float = 3.0
     noise_pixels: int = 1 << 20
-    trail_min_length: float = 0.25
+    trail_min_length: float = 0.4
 
 
 @dataclass
@@ -256,6 +256,40 @@ def mrs_noise(
 # ---------------------------------------------------------------------------------------------
 
 
+def _elongated_pixels(mask: NDArray[np.bool_], min_len: float) -> tuple[NDArray, NDArray]:
+    """Pixels of the connected blobs of ``mask`` that are elongated or long.
+
+    Stars are round blobs, however bright; a trail is a line (possibly broken into pieces,
+    each of them still a line). Dropping round blobs keeps a dense star field from drowning
+    the trail's votes.
+    """
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ys, xs = np.nonzero(lab)
+    ll = lab[ys, xs]
+    cnt = np.bincount(ll, minlength=n + 1).astype(np.float64)
+    cnt[0] = 1.0
+    mx = np.bincount(ll, xs, n + 1) / cnt
+    my = np.bincount(ll, ys, n + 1) / cnt
+    dx, dy = xs - mx[ll], ys - my[ll]
+    sxx = np.bincount(ll, dx * dx, n + 1) / cnt
+    syy = np.bincount(ll, dy * dy, n + 1) / cnt
+    sxy = np.bincount(ll, dx * dy, n + 1) / cnt
+    tr = 0.5 * (sxx + syy)
+    d = np.sqrt(0.25 * (sxx - syy) ** 2 + sxy**2)
+    lam1, lam2 = tr + d, tr - d
+    # a uniform segment of length L has variance L²/12 along it
+    long_ = np.sqrt(12.0 * lam1) >= min_len
+    thin = (lam1 >= 9.0 * lam2 + 0.25) & (cnt >= 4)
+    keep = long_ | thin
+    keep[0] = False
+    sel = keep[ll]
+    return ys[sel], xs[sel]
+
+
 def _find_trail(
     resid: NDArray[np.float32], rms: float, min_len_frac: float
 ) -> tuple[bool, float, float]:
@@ -273,10 +307,10 @@ def _find_trail(
         return False, 0.0, 0.0
     binned = resid[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3), dtype=np.float32)
     thr = 3.0 * rms / b
-    ys, xs = np.nonzero(binned > thr)
+    min_len = min_len_frac * min(hb, wb)
+    ys, xs = _elongated_pixels(binned > thr, min_len)
     if ys.size < 10:
         return False, 0.0, 0.0
-    min_len = min_len_frac * min(hb, wb)
     if ys.size > 400_000:  # a frame full of nebulosity: thin out the votes
         sel = np.random.default_rng(0).choice(ys.size, 400_000, replace=False)
         ys, xs = ys[sel], xs[sel]
@@ -301,8 +335,8 @@ def _find_trail(
     along = np.sort(-xs[on] * math.sin(th) + ys[on] * math.cos(th))
     if along.size < 2:
         return False, 0.0, 0.0
-    # longest run along the line with gaps no larger than 8 binned pixels
-    gaps = np.nonzero(np.diff(along) > 8)[0]
+    # longest run along the line with gaps no larger than 4 binned pixels
+    gaps = np.nonzero(np.diff(along) > 4)[0]
     starts = np.concatenate([[0], gaps + 1])
     ends = np.concatenate([gaps, [along.size - 1]])
     lengths = along[ends] - along[starts]
@@ -310,7 +344,7 @@ def _find_trail(
     best = int(np.argmax(lengths))
     length = float(lengths[best])
     # the run must be long and densely filled (stars happening to line up are sparse)
-    if length < min_len or counts[best] < 0.5 * length:
+    if length < min_len or counts[best] < 0.8 * length:
         return False, 0.0, 0.0
     angle = (math.degrees(th) + 90.0) % 180.0  # direction of the line, 0 = along +x
     return True, length * b, angle
