@@ -138,8 +138,8 @@ def test_scaled_dark_needs_bias():
     assert ll.dark.scale == pytest.approx(2.5)
     assert ll.bias is not None and ll.bias.group.kind == "bias"
     assert msgs(ll, "dark", "warning") == [
-        "no 300 s dark; the nearest 120 s dark is scaled ×2.5, which scales amp glow and hot "
-        "pixels imperfectly — shoot 300 s darks"]
+        "no matching 300 s dark; the nearest 120 s dark is scaled ×2.5, which scales amp glow "
+        "and hot pixels imperfectly — shoot 300 s darks"]
     # without a bias the scaling is impossible: an error and no dark
     ll = only(link(lights + darks))
     assert ll.dark is None and ll.bias is None
@@ -197,6 +197,18 @@ def test_dark_ties_temperature_then_date_then_master():
     ll = only(link(lights + raw + m))
     assert ll.dark.group.master and "existing master" in ll.dark.reason
     assert ll.dark.group.paths() == [m[0].path]
+
+
+def test_passed_over_exact_dark_is_explained():
+    frames = (fr("light", 2, readout_mode="High Gain Mode") + fr("bias", 2)
+              + fr("dark", 2, exposure=300.0, readout_mode="Monochrome")
+              + fr("dark", 2, exposure=120.0, readout_mode="High Gain Mode", folder="d120"))
+    ll = only(link(frames))
+    assert ll.dark.group.exposure == 120.0
+    assert msgs(ll, "dark", "warning") == [
+        "no matching 300 s dark (the 300 s dark dark-300s-g100-o50-m10C-bin1x1 differs in "
+        "readout mode Monochrome vs High Gain Mode (dark vs lights)); the nearest 120 s dark is "
+        "scaled ×2.5, which scales amp glow and hot pixels imperfectly — shoot 300 s darks"]
 
 
 def test_exact_exposure_beats_closer_temperature():
@@ -353,7 +365,8 @@ def test_override_by_group_id_and_unmatched_pattern():
     lights = fr("light", 2, folder="Lights")
     d1 = fr("dark", 2, exposure=300.0)
     d2 = fr("dark", 2, exposure=120.0)
-    cfg = LinkConfig(overrides=(LinkOverride(lights="*", dark=("dark-120s-g100-o50-m10C-bin1x1",)),))
+    forced = LinkOverride(lights="*", dark=("dark-120s-g100-o50-m10C-bin1x1",))
+    cfg = LinkConfig(overrides=(forced,))
     ll = only(link(lights + d1 + d2 + fr("bias", 2), config=cfg, root=ROOT))
     assert ll.dark.group.exposure == 120.0 and ll.dark.scale == pytest.approx(2.5)
     assert ll.bias is not None and ll.status("dark") == "warning"
@@ -403,7 +416,8 @@ def _night():
 
 def test_json_schema_exact():
     frames = _night()
-    plan = link(frames, root=ROOT, rejected=[(str(ROOT / "notes.txt"), "not an image (suffix .txt)")])
+    rejected = [(str(ROOT / "notes.txt"), "not an image (suffix .txt)")]
+    plan = link(frames, root=ROOT, rejected=rejected)
     js = json.loads(json.dumps(plan.to_json()))
     assert js["version"] == 1 and js["root"] == str(ROOT)
     assert {"version", "root", "frames", "rejected", "lights"} <= set(js)
@@ -428,7 +442,8 @@ def test_json_schema_exact():
     assert ha["bias"] is None and ha["problems"] == []
     assert isinstance(ha["dark"]["scale"], float) and ha["dark"]["scale"] == 1.0
     assert ha["dark"]["files"] == sorted(p for p in ha["dark"]["files"])
-    assert all(p.startswith("Darks/") for p in ha["dark"]["files"]) and len(ha["dark"]["files"]) == 3
+    assert all(p.startswith("Darks/") for p in ha["dark"]["files"])
+    assert len(ha["dark"]["files"]) == 3
     assert set(ha["flat"]) >= {"files", "dark_flat", "bias"}
     assert [p.split("/")[0] for p in ha["flat"]["dark_flat"]["files"]] == ["DF", "DF"]
     assert ha["flat"]["bias"] is None
@@ -514,7 +529,9 @@ def test_messy_preset_planted_problems_are_found(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SKYSTACK_CACHE_DIR", str(tmp_path / "cache"))
     sim = sim_mod.simulate(tmp_path / "messy", preset="messy", seed=1)
-    inv = scan([tmp_path / "messy"], use_cache=False)
+    # the capture folders only: truth/ holds ground-truth images, not frames
+    folders = sorted(p for p in (tmp_path / "messy").iterdir() if p.is_dir() and p.name != "truth")
+    inv = scan(folders, use_cache=False)
     plan = link(inv.frames, root=inv.root, rejected=inv.rejected)
     js = plan.to_json()
     by_path = {e["path"]: e for e in js["lights"]}

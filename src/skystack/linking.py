@@ -313,6 +313,8 @@ class Link:
     manual: bool = False
     dark_flat: Link | None = None
     bias: Link | None = None
+    #: why a better candidate was passed over (e.g. an exact-exposure dark of another mode)
+    note: str = ""
 
 
 @dataclass(eq=False)
@@ -794,11 +796,15 @@ class _Matcher:
             return None, True
         compat = []
         closest_mismatch = None
+        passed_over = ""
         for g in darks:
             c = _compare(lg.key, g.key, names)
             if c.mismatch:
                 if closest_mismatch is None or len(c.mismatch) < len(closest_mismatch[1].mismatch):
                     closest_mismatch = (g, c)
+                if not passed_over and cfg.same_exposure(exp, g.exposure):
+                    passed_over = (f"the {_s(g.exposure)} dark {g.id} differs in "
+                                   f"{_mismatch_text(c, lg.key, g.key)} (dark vs lights)")
                 continue
             compat.append((g, c))
         if not compat:
@@ -816,6 +822,9 @@ class _Matcher:
             dt = _temp_delta(lg, g)
             if dt is None or dt <= tol:
                 in_temp.append((g, c, dt))
+            elif not passed_over and cfg.same_exposure(exp, g.exposure):
+                passed_over = (f"the {_s(g.exposure)} dark {g.id} is at {_t(_group_temp(g))}, "
+                               f"{_num(dt)} °C from the lights")
         if not in_temp:
             g, c = min(compat, key=lambda gc: (not cfg.same_exposure(exp, gc[0].exposure),
                                                _temp_delta(lg, gc[0]) or 0.0))
@@ -879,7 +888,9 @@ class _Matcher:
         reason += _same_text(c, g.key) + _note_unknown(c)
         if g.master:
             reason += ", existing master"
-        return Link("dark", g, reason, scale=scale), needs_bias
+        if passed_over and not exact:
+            reason += f" ({passed_over})"
+        return Link("dark", g, reason, scale=scale, note="" if exact else passed_over), needs_bias
 
     # -- flat ------------------------------------------------------------------------------
     def flat(self, lg: LightGroup, problems: list[Problem]) -> Link | None:
@@ -1187,16 +1198,17 @@ def _link_group(lg: LightGroup, m: _Matcher, ov: _Overrides) -> LightLinks:
         if bias is None:
             # scaling a dark that still holds the bias would scale the bias pedestal too
             ll.problems.append(Problem(
-                "dark", "error", f"no {_s(lexp)} dark, and scaling the {_s(dexp)} dark needs a "
-                f"matching bias to take out of it first — shoot {_s(lexp)} darks, or bias frames "
-                "with the lights' gain and offset"))
+                "dark", "error", f"no matching {_s(lexp)} dark, and scaling the {_s(dexp)} dark "
+                f"needs a matching bias to take out of it first — shoot {_s(lexp)} darks, or bias "
+                "frames with the lights' gain and offset"))
             dark = None
         else:
             what = "forced" if dark.manual else "nearest"
+            why = f" ({dark.note})" if dark.note else ""
             ll.problems.append(Problem(
-                "dark", "warning", f"no {_s(lexp)} dark; the {what} {_s(dexp)} dark is scaled "
-                f"×{_num(dark.scale)}, which scales amp glow and hot pixels imperfectly — shoot "
-                f"{_s(lexp)} darks"))
+                "dark", "warning", f"no matching {_s(lexp)} dark{why}; the {what} {_s(dexp)} "
+                f"dark is scaled ×{_num(dark.scale)}, which scales amp glow and hot pixels "
+                f"imperfectly — shoot {_s(lexp)} darks"))
     elif bias is None and "dark" in ll.off and "bias" not in ll.off:
         ll.problems.append(Problem(
             "bias", "warning", "the dark is switched off and no bias matches, so the lights "
