@@ -4,6 +4,10 @@ PSF convention: an elliptical Moffat profile I(r) ∝ (1 + r²)^(−β) with r t
 α along the major axis and by α·(1 − ellipticity) along the minor axis. ``fwhm`` is the *mean*
 FWHM √(FWHM_major · FWHM_minor); eccentricity = √(1 − (1 − ellipticity)²); ``angle`` is the major
 axis direction in degrees, counter-clockwise from +x in (x, y) pixel coordinates.
+
+Stars are integrated over each pixel (3×3 sub-samples in the core), so a point-sampled Moffat
+fit to a rendered star reads the FWHM ~3 % high at FWHM 3 px and ~1 % at 5 px; the truth is the
+PSF itself.
 """
 
 from __future__ import annotations
