@@ -401,7 +401,7 @@ def test_msumastro_details(realdata: Path) -> None:
     assert f.ra == pytest.approx((20 + 57 / 60 + 4.40 / 3600) * 15)
     assert f.dec == pytest.approx(31 + 39 / 60 + 39.6 / 3600)
     assert (f.camera, f.object, f.focal_length, f.readout_mode) == \
-        ("AspenCG16", "kelt-16-b", 3292.9, "Monochrome")
+        ("AspenCG16", "kelt-16-b", 3292.9, None)  # MaxIm colour setting, not a mode
     assert f.longitude == pytest.approx(-(96 + 27 / 60 + 12 / 3600))
     c = frame_info(read_header(realdata / MSU / "celestron_nightscape_10100_astro_fx_v106.fit"))
     assert (c.object, c.camera, c.readout_mode, c.bayer) == \
@@ -460,3 +460,13 @@ def test_simulator_dialects() -> None:
                     (where, f.warnings)
                 checked += 1
     assert checked == len(dialects.DIALECTS) * 9
+
+
+def test_maxim_colour_setting_is_not_a_readout_mode() -> None:
+    from skystack.io import Header, Keyword
+    from skystack.metadata import frame_info
+
+    for value, expected in (("Monochrome", None), ("Raw", None), ("High Gain Mode", "High Gain Mode")):
+        h = Header(path="/x/a.fits", format="fits", shape=(4, 4), sample_format="uint16",
+                   keywords=[Keyword("IMAGETYP", "Dark Frame"), Keyword("READOUTM", value)])
+        assert frame_info(h).readout_mode == expected

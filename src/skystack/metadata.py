@@ -496,7 +496,15 @@ def _convert(fieldname: str, name: str, value: Any, is_prop: bool) -> Any:
         return s if s else None
     if fieldname == "type":
         return _text(value)
+    if fieldname == "readout_mode":
+        s = _text(value)
+        # MaxIm DL writes its colour-conversion setting here ('Monochrome', 'Raw'): not a sensor
+        # readout mode, and treating it as one would split darks from lights for nothing.
+        return None if s is None or s.strip().lower() in _NOT_READOUT_MODES else s
     return _text(value)
+
+
+_NOT_READOUT_MODES = frozenset({"monochrome", "raw", "color", "colour", "rgb", "none", ""})
 
 
 def _describe(fieldname: str, is_prop: bool, name: str, value: Any) -> str:

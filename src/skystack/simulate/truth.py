@@ -265,6 +265,8 @@ def write_truth(truth: Truth) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(truth.to_json(), indent=1, sort_keys=True)
     path.write_text(text + "\n", encoding="utf-8")
+    # the truth is not a frame: `skystack scan` skips folders holding this marker
+    (path.parent / ".skystackignore").write_text("simulator ground truth, not frames\n")
     return path
 
 
