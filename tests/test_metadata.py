@@ -405,7 +405,7 @@ def test_msumastro_details(realdata: Path) -> None:
     assert f.longitude == pytest.approx(-(96 + 27 / 60 + 12 / 3600))
     c = frame_info(read_header(realdata / MSU / "celestron_nightscape_10100_astro_fx_v106.fit"))
     assert (c.object, c.camera, c.readout_mode, c.bayer) == \
-        ("Mette", "Celestron Nightscape 10100", "Raw", None)  # COLORTYP=2 is no pattern
+        ("Mette", "Celestron Nightscape 10100", None, None)  # COLORTYP=2 is no pattern
     a = frame_info(read_header(realdata / MSU / "aspen_trimmed.fit"))
     assert a.focal_length is None  # FOCALLEN = 0 means unknown
 
