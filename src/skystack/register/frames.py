@@ -80,13 +80,17 @@ class RegistrationResult:
 
 @dataclass(frozen=True)
 class FrameStars:
-    """Stars of one frame for matching, in that frame's full-resolution pixel coordinates."""
+    """Stars of one frame for matching, in that frame's full-resolution pixel coordinates.
+
+    ``xy`` and ``flux`` hold the (at most ``max_stars``) stars kept for matching, highest
+    SNR first; ``n_detected`` counts every usable detection (for the reference choice)."""
 
     xy: NDArray[np.float64]
     flux: NDArray[np.float64]
     fwhm: float
     shape: tuple[int, int]
     binning: int
+    n_detected: int
 
 
 def _pattern(img: Image) -> str | None:
@@ -154,7 +158,7 @@ def frame_stars(img: Image, *, detector: Detector | None = None, max_stars: int 
     idx = idx[np.argsort(-rank[idx], kind="stable")][:max_stars]
     binning = int(img.get("XBINNING", 1) or 1)
     return FrameStars(np.column_stack([x[idx], y[idx]]), flux[idx], med,
-                      tuple(lum.shape), binning)  # type: ignore[arg-type]
+                      tuple(lum.shape), binning, int(ok.sum()))  # type: ignore[arg-type]
 
 
 def _output_data(img: Image) -> NDArray[np.float32]:
@@ -242,7 +246,7 @@ def register_frames(
         good = sorted(stars)
         if not good:
             raise SkystackError("no frame could be read to choose a reference from")
-        choice = choose_reference([len(stars[i].xy) for i in good],
+        choice = choose_reference([stars[i].n_detected for i in good],
                                   binning=[stars[i].binning for i in good],
                                   fwhm=[stars[i].fwhm * stars[i].binning for i in good])
         ref_path = files[good[choice.index]]
