@@ -68,7 +68,9 @@ class MeasureConfig:
     noise_pixels : int
         Noise and M*/N* are evaluated on at most this many pixels (tiles spread over the frame).
     trail_min_length : float
-        A trail must be at least this fraction of the frame's smaller side.
+        A trail must be at least this fraction of the frame's smaller side...
+    trail_min_pixels : float
+        ...and at least this many pixels long (short chains of merged star halos are not trails).
     """
 
     detection: DetectionConfig = field(default_factory=DetectionConfig)
@@ -76,6 +78,7 @@ class MeasureConfig:
     noise_k: float = 3.0
     noise_pixels: int = 1 << 20
     trail_min_length: float = 0.4
+    trail_min_pixels: float = 150.0
 
 
 @dataclass
@@ -291,14 +294,14 @@ def _elongated_pixels(mask: NDArray[np.bool_], min_len: float) -> tuple[NDArray,
 
 
 def _find_trail(
-    resid: NDArray[np.float32], rms: float, min_len_frac: float
+    resid: NDArray[np.float32], rms: float, min_len_frac: float, min_len_px: float = 150.0
 ) -> tuple[bool, float, float]:
     """Look for one long, thin, straight bright feature; returns (found, length px, angle deg).
 
-    The background-free image is binned 4×4 (a trail survives, noise drops 4×), pixels above
-    3σ vote in a Hough accumulator, and the strongest line must be (a) long — a run of votes
-    covering ``min_len_frac`` of the shorter side with no big gaps — and (b) thin — several
-    times more votes than the parallel lines a few bins away (a galaxy or nebula is wide).
+    The background-free image is binned 4×4 (a trail survives, noise drops 4×); pixels above
+    3σ, minus round blobs (stars), vote in a Hough accumulator, and the strongest line must be (a) long — a run of votes covering
+    ``min_len_frac`` of the shorter side with no big gaps — and (b) thin — several times more
+    votes than the parallel lines a few pixels away (a galaxy or nebula is wide).
     """
     b = 4
     h, w = resid.shape
@@ -307,7 +310,7 @@ def _find_trail(
         return False, 0.0, 0.0
     binned = resid[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3), dtype=np.float32)
     thr = 3.0 * rms / b
-    min_len = min_len_frac * min(hb, wb)
+    min_len = max(min_len_frac * min(hb, wb), min_len_px / b)
     ys, xs = _elongated_pixels(binned > thr, min_len)
     if ys.size < 10:
         return False, 0.0, 0.0
@@ -324,15 +327,12 @@ def _find_trail(
     peak = int(acc3[t, r])
     if peak < 0.5 * min_len:
         return False, 0.0, 0.0
-    side = np.concatenate([acc3[t, max(0, r - 9) : max(0, r - 5)], acc3[t, r + 6 : r + 10]])
-    side_level = float(side.mean()) if side.size else 0.0
-    if peak < 4.0 * side_level + 5:
-        return False, 0.0, 0.0
     th = math.pi * t / n_theta
     rho = r - rho_max
     dist = xs * math.cos(th) + ys * math.sin(th) - rho
+    along_all = -xs * math.sin(th) + ys * math.cos(th)
     on = np.abs(dist) <= 1.5
-    along = np.sort(-xs[on] * math.sin(th) + ys[on] * math.cos(th))
+    along = np.sort(along_all[on])
     if along.size < 2:
         return False, 0.0, 0.0
     # longest run along the line with gaps no larger than 4 binned pixels
@@ -343,8 +343,16 @@ def _find_trail(
     counts = ends - starts + 1
     best = int(np.argmax(lengths))
     length = float(lengths[best])
+    a0, a1 = along[starts[best]], along[ends[best]]
     # the run must be long and densely filled (stars happening to line up are sparse)
     if length < min_len or counts[best] < 0.8 * length:
+        return False, 0.0, 0.0
+    # ...and thin: parallel lines a few pixels away, over the same stretch, hold far fewer
+    # votes (a galaxy or a nebula is as dense beside the line as on it)
+    within = (along_all >= a0) & (along_all <= a1)
+    side = np.median([np.count_nonzero(within & (np.abs(dist - o) <= 1.5))
+                      for o in (-8, -7, -6, -5, 5, 6, 7, 8)])
+    if counts[best] < 3.0 * side + 5:
         return False, 0.0, 0.0
     angle = (math.degrees(th) + 90.0) % 180.0  # direction of the line, 0 = along +x
     return True, length * b, angle
@@ -468,7 +476,8 @@ def measure_frame(
     ecc, theta = _mean_shape(cat, use) if n else (float("nan"), float("nan"))
     betas = cat.beta[cat.fitted & ~np.isnan(cat.beta)]
     beta = float(np.median(betas)) if betas.size else float("nan")
-    trail, t_len, t_ang = _find_trail(resid, bkg.median_rms, cfg.trail_min_length)
+    trail, t_len, t_ang = _find_trail(resid, bkg.median_rms, cfg.trail_min_length,
+                                      cfg.trail_min_pixels)
     return FrameMeasurement(
         path=path, width=w, height=h, stars=n, fwhm=fwhm,
         fwhm_arcsec=fwhm * pixel_scale if pixel_scale and math.isfinite(fwhm) else None,
