@@ -189,7 +189,9 @@ def _band_rows(budget: int, *, n: int, c: int, h: int, w: int, large_scale: bool
                halo: int) -> int:
     """Rows per band so that buffers + outputs fit ``budget`` bytes (at least one row)."""
     fixed = c * h * w * (4 + 2 + 2 + 2)           # image + three uint16 maps
-    per_row = n * c * w * 4                         # the gathered band
+    if budget > 1 << 30:
+        fixed += 256 << 20                          # interpreter, numba, astropy
+    per_row = n * c * w * 4 + c * w * 4 + w * 16    # gathered band, one frame's rows, read temps
     if large_scale:
         per_row += 2 * n * w + 4 * w * 8 + w * 10   # mask + exclude + filter temps + band outputs
     rows = (budget - fixed) // max(per_row, 1)

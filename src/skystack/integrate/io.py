@@ -110,7 +110,10 @@ class FitsBandSource:
                        "f64": np.dtype(">f8")}[self._kind]
         self._offset = data_offset
         self._fd = os.open(path, os.O_RDONLY)
-        self._buf = bytearray(0)
+
+    #: One read buffer shared by every source: bands are gathered one frame at a time, and a
+    #: buffer per frame would cost N × band bytes on top of the budget.
+    _buf = bytearray(0)
 
     @staticmethod
     def supports(header: Any) -> bool:
@@ -129,14 +132,14 @@ class FitsBandSource:
         _, h, w = self.shape
         size = self._dtype.itemsize
         nbytes = (r1 - r0) * w * size
-        if len(self._buf) < nbytes:
-            self._buf = bytearray(nbytes)
-        view = memoryview(self._buf)[:nbytes]
+        if len(FitsBandSource._buf) < nbytes:
+            FitsBandSource._buf = bytearray(nbytes)
+        view = memoryview(FitsBandSource._buf)[:nbytes]
         start = self._offset + ((ch * h + r0) * w) * size
         got = os.preadv(self._fd, [view], start)
         if got != nbytes:
             raise ImageReadError(self.name, f"file is truncated (rows {r0}-{r1} missing)")
-        return np.frombuffer(self._buf, dtype=self._dtype, count=(r1 - r0) * w).reshape(r1 - r0, w)
+        return np.frombuffer(FitsBandSource._buf, dtype=self._dtype, count=(r1 - r0) * w).reshape(r1 - r0, w)
 
     def _decode(self, raw: NDArray[Any], out: NDArray[np.float32]) -> None:
         if self._kind == "u16":
