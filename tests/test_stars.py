@@ -224,7 +224,9 @@ def test_background_and_noise_maps_follow_the_gradient():
     bkg = estimate_background(img, mesh=64)
     model = bkg.level_map()
     err = (model - truth["sky"]) / truth["sigma"]
-    assert np.abs(err).max() < 0.35  # a fraction of the per-pixel noise, up to the corners
+    # a fraction of the per-pixel noise; the outer half-mesh is extrapolated, hence looser
+    assert math.sqrt(np.mean(err**2)) < 0.12 and abs(err.mean()) < 0.08
+    assert np.abs(err[32:-32, 32:-32]).max() < 0.3 and np.abs(err).max() < 0.5
     yc = (np.arange(bkg.level.shape[0]) + 0.5) * 64
     xc = (np.arange(bkg.level.shape[1]) + 0.5) * 64
     true_rms = truth["sigma"][yc.astype(int)][:, xc.astype(int)]
