@@ -73,6 +73,9 @@ class MatchConfig:
         Brightest stars of each list used for the final refit.
     scale_range : tuple of float
         Accepted frame/reference scale (binning differences are factors of 2, 3, 4).
+    max_chance : float
+        Largest accepted probability that the matches are chance coincidences (a Poisson model
+        of star density × matching area, times the number of hypotheses tried).
     """
 
     max_stars: int = 80
@@ -86,6 +89,7 @@ class MatchConfig:
     refine_candidates: int = 6
     fit_stars: int = 2000
     scale_range: tuple[float, float] = (0.2, 5.0)
+    max_chance: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,33 @@ def _rms(h: NDArray[np.float64], ref: NDArray[np.float64], frm: NDArray[np.float
     return np.hypot(*(apply_h(h, ref) - frm).T)
 
 
+def _tolerance(resid: NDArray[np.float64], cfg: MatchConfig) -> float:
+    """Matching radius from the residual distances: ``clip_sigma`` σ within the configured bounds."""
+    sigma = float(np.median(resid)) / 1.1774  # median of a 2-D Gaussian's radius ≈ 1.177σ
+    return min(cfg.hypothesis_tol_px, max(cfg.min_tol_px, cfg.clip_sigma * sigma))
+
+
+def _chance_probability(
+    h: NDArray[np.float64], ref: NDArray[np.float64], frm: NDArray[np.float64], n: int,
+    tol: float, trials: int,
+) -> tuple[float, float]:
+    """Probability that ``n`` matches arise by chance, and the expected chance matches.
+
+    Beyond the 3 stars of its seed triangle, a wrong hypothesis collects a Poisson number of
+    coincidences: (reference stars landing in the frame) × (frame star density) × π tol².
+    ``trials`` hypotheses were tried, so the probability is multiplied by it.
+    """
+    from scipy.stats import poisson
+
+    lo, hi = frm.min(axis=0), frm.max(axis=0)
+    area = float(np.prod(np.maximum(hi - lo, 1.0)))
+    pred = apply_h(h, ref)
+    landing = int(np.sum(np.all((pred >= lo) & (pred <= hi), axis=1)))
+    lam = landing * len(frm) / area * np.pi * tol * tol
+    p = float(poisson.sf(n - 4, lam)) * max(trials, 1)  # P(extra >= n - 3)
+    return min(p, 1.0), lam
+
+
 def _grow(
     h0: NDArray[np.float64],
     ref: NDArray[np.float64],
@@ -370,9 +401,7 @@ def _grow(
     for _ in range(3):
         if len(pairs) < _MIN_POINTS[model]:
             break
-        r = _rms(h, ref[pairs[:, 0]], frm[pairs[:, 1]])
-        sigma = 1.4826 * float(np.median(r)) / 1.1774  # median of a 2-D Rayleigh ≈ 1.177σ
-        tol = min(cfg.hypothesis_tol_px, max(cfg.min_tol_px, cfg.clip_sigma * sigma))
+        tol = _tolerance(_rms(h, ref[pairs[:, 0]], frm[pairs[:, 1]]), cfg)
         new = _pairs_within(h, ref, tree, tol)
         if len(new) < _MIN_POINTS[_model_for(len(new), model)]:
             break
@@ -518,6 +547,14 @@ def find_transform(
             "no consistent star matches found (fewer than 3 stars agree on any transform)"
         )
     n, _, h, pairs = max(chosen, key=lambda c: (c[0], -c[1]))
+    p_chance, lam = _chance_probability(
+        h, ref, frm, n, _tolerance(_rms(h, ref[pairs[:, 0]], frm[pairs[:, 1]]), cfg), len(a))
+    if p_chance > cfg.max_chance:
+        return FailedRegistration(
+            f"only {n} stars agree on a transform, which chance coincidences explain "
+            f"(~{lam:.2f} expected per guess over {len(a)} guesses); the frames may not overlap",
+            stars_matched=n,
+        )
     if n < need:
         return FailedRegistration(
             f"only {n} stars matched (need {need}); the overlap with the reference may be too "
