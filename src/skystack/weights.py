@@ -293,10 +293,63 @@ def _elongated_pixels(mask: NDArray[np.bool_], min_len: float) -> tuple[NDArray,
     return ys[sel], xs[sel]
 
 
+@dataclass(frozen=True)
+class _Line:
+    """A straight feature: points with x·nx + y·ny = rho (full-resolution pixels)."""
+
+    length: float
+    nx: float
+    ny: float
+    rho: float
+
+    @property
+    def angle(self) -> float:
+        """Direction of the line in degrees, [0, 180), 0 = along +x."""
+        return (math.degrees(math.atan2(self.ny, self.nx)) + 90.0) % 180.0
+
+    def distance(self, x: NDArray, y: NDArray) -> NDArray:
+        """Perpendicular distance of points from the line."""
+        return np.abs(x * self.nx + y * self.ny - self.rho)
+
+
+def _catalog_line(cat: StarCatalog, shape: tuple[int, int], min_len: float) -> _Line | None:
+    """A line of elongated "stars" lying along it: the pieces of a trail the detector split
+    (an airplane's strobes, a satellite crossing a crowded field).
+
+    Random alignments are expected: a line needs many more members than chance gives.
+    """
+    el = np.nonzero((cat.eccentricity >= 0.6) & ~cat.saturated & (cat.snr >= 20.0))[0]
+    if el.size < 6:
+        return None
+    h, w = shape
+    x, y = cat.x[el], cat.y[el]
+    rho_max = int(math.ceil(math.hypot(h, w) / 2.0)) + 1
+    # 2-pixel rho bins: Hough at half resolution
+    acc = K.hough_lines(x / 2.0, y / 2.0, 180, rho_max).astype(np.int64)
+    acc3 = acc + np.roll(acc, 1, axis=1) + np.roll(acc, -1, axis=1)
+    t, r = np.unravel_index(int(np.argmax(acc3)), acc3.shape)
+    th = math.pi * t / 180
+    line = _Line(length=0.0, nx=math.cos(th), ny=math.sin(th), rho=2.0 * (r - rho_max))
+    # members must be elongated along the line (not a tracking error across it)
+    dth = (cat.theta[el] - line.angle + 90.0) % 180.0 - 90.0
+    aligned = np.abs(dth) <= 15.0
+    on = (line.distance(x, y) <= 3.0) & aligned
+    n_on = int(on.sum())
+    # chance members: the aligned stars falling in a 6 px wide band across the frame
+    expected = int(aligned.sum()) * 6.0 * math.hypot(h, w) / (h * w)
+    if n_on < max(6.0, expected + 5.0 * math.sqrt(expected)):
+        return None
+    along = np.sort(-x[on] * line.ny + y[on] * line.nx)
+    length = float(along[-1] - along[0])
+    if length < min_len:
+        return None
+    return _Line(length=length, nx=line.nx, ny=line.ny, rho=line.rho)
+
+
 def _find_trail(
     resid: NDArray[np.float32], rms: float, min_len_frac: float, min_len_px: float = 150.0
-) -> tuple[bool, float, float]:
-    """Look for one long, thin, straight bright feature; returns (found, length px, angle deg).
+) -> _Line | None:
+    """Look for one long, thin, straight bright feature (None when there is none).
 
     The background-free image is binned 4×4 (a trail survives, noise drops 4×); pixels above
     3σ, minus round blobs (stars), vote in a Hough accumulator, and the strongest line must be (a) long — a run of votes covering
@@ -307,13 +360,13 @@ def _find_trail(
     h, w = resid.shape
     hb, wb = h // b, w // b
     if hb < 16 or wb < 16:
-        return False, 0.0, 0.0
+        return None
     binned = resid[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3), dtype=np.float32)
     thr = 3.0 * rms / b
     min_len = max(min_len_frac * min(hb, wb), min_len_px / b)
     ys, xs = _elongated_pixels(binned > thr, min_len)
     if ys.size < 10:
-        return False, 0.0, 0.0
+        return None
     if ys.size > 400_000:  # a frame full of nebulosity: thin out the votes
         sel = np.random.default_rng(0).choice(ys.size, 400_000, replace=False)
         ys, xs = ys[sel], xs[sel]
@@ -326,7 +379,7 @@ def _find_trail(
     t, r = np.unravel_index(int(np.argmax(acc3)), acc3.shape)
     peak = int(acc3[t, r])
     if peak < 0.5 * min_len:
-        return False, 0.0, 0.0
+        return None
     th = math.pi * t / n_theta
     rho = r - rho_max
     dist = xs * math.cos(th) + ys * math.sin(th) - rho
@@ -334,7 +387,7 @@ def _find_trail(
     on = np.abs(dist) <= 1.5
     along = np.sort(along_all[on])
     if along.size < 2:
-        return False, 0.0, 0.0
+        return None
     # longest run along the line with gaps no larger than 4 binned pixels
     gaps = np.nonzero(np.diff(along) > 4)[0]
     starts = np.concatenate([[0], gaps + 1])
@@ -346,16 +399,18 @@ def _find_trail(
     a0, a1 = along[starts[best]], along[ends[best]]
     # the run must be long and densely filled (stars happening to line up are sparse)
     if length < min_len or counts[best] < 0.8 * length:
-        return False, 0.0, 0.0
+        return None
     # ...and thin: parallel lines a few pixels away, over the same stretch, hold far fewer
     # votes (a galaxy or a nebula is as dense beside the line as on it)
     within = (along_all >= a0) & (along_all <= a1)
     side = np.median([np.count_nonzero(within & (np.abs(dist - o) <= 1.5))
                       for o in (-8, -7, -6, -5, 5, 6, 7, 8)])
     if counts[best] < 3.0 * side + 5:
-        return False, 0.0, 0.0
-    angle = (math.degrees(th) + 90.0) % 180.0  # direction of the line, 0 = along +x
-    return True, length * b, angle
+        return None
+    # binned pixel i covers full pixels b·i … b·i + b - 1: its centre is b·i + (b - 1)/2
+    c = (b - 1) / 2.0
+    return _Line(length=length * b, nx=math.cos(th), ny=math.sin(th),
+                 rho=b * rho + c * (math.cos(th) + math.sin(th)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,6 +499,15 @@ def measure_frame(
     cat, bkg, resid = detect_and_measure(img, config=cfg.detection)
     h, w = img.shape
 
+    min_len = max(cfg.trail_min_length * min(h, w), cfg.trail_min_pixels)
+    line = _find_trail(resid, bkg.median_rms, cfg.trail_min_length, cfg.trail_min_pixels)
+    if line is None:
+        line = _catalog_line(cat, (h, w), min_len)
+    if line is not None and len(cat):
+        # the trail's pieces are not stars: keep them out of counts, fluxes and shapes
+        width = 3.0 * float(np.nanmedian(cat.fwhm)) + 4.0
+        cat = cat.select(line.distance(cat.x, cat.y) > width)
+
     noise = mrs_noise(img, layers=cfg.noise_layers, k=cfg.noise_k, max_pixels=cfg.noise_pixels)
     stride = max(1, int(math.ceil(math.sqrt(h * w / cfg.noise_pixels))))
     sample = img[::stride, ::stride].ravel()
@@ -476,16 +540,15 @@ def measure_frame(
     ecc, theta = _mean_shape(cat, use) if n else (float("nan"), float("nan"))
     betas = cat.beta[cat.fitted & ~np.isnan(cat.beta)]
     beta = float(np.median(betas)) if betas.size else float("nan")
-    trail, t_len, t_ang = _find_trail(resid, bkg.median_rms, cfg.trail_min_length,
-                                      cfg.trail_min_pixels)
     return FrameMeasurement(
         path=path, width=w, height=h, stars=n, fwhm=fwhm,
         fwhm_arcsec=fwhm * pixel_scale if pixel_scale and math.isfinite(fwhm) else None,
         eccentricity=ecc, eccentricity_median=ecc_med, theta=theta, beta=beta,
         background=bkg.median_level, median=med, mad=mad, noise=noise, snr=snr,
         psf_flux=total, psf_mean_flux=total_mean, m_star=m_star, n_star=n_star,
-        psf_signal_weight=psfsw, psf_snr=psfsnr, trail=trail, trail_length=t_len,
-        trail_angle=t_ang, pixel_scale=pixel_scale, catalog=cat,
+        psf_signal_weight=psfsw, psf_snr=psfsnr, trail=line is not None,
+        trail_length=line.length if line else 0.0, trail_angle=line.angle if line else 0.0,
+        pixel_scale=pixel_scale, catalog=cat,
     )
 
 
