@@ -244,3 +244,33 @@ def test_measure_command_json_and_bad_files(tmp_path, capsys):
     assert not frames[paths[2]]["accepted"] and "cloud" in frames[paths[2]]["flags"]
     assert not frames[str(bad)]["accepted"] and frames[str(bad)]["flags"] == ["failed"]
     assert "notes.fits" in err and "REJECTED" in err and "2 of 4 frames accepted" in err
+
+
+def test_frames_from_the_simulator_are_flagged():
+    """The simulator's own clouds, satellite and airplane trails and tracking errors."""
+    sim = pytest.importorskip("skystack.simulate")
+    events = pytest.importorskip("skystack.simulate.events")
+    scene = sim.make_scene(512, 384, seed=3)
+    rng = np.random.default_rng(1)
+    specs = {f"clean{k}": dict(fwhm=rng.uniform(2.6, 4.0), transparency=rng.uniform(0.85, 1.0))
+             for k in range(5)}
+    specs["cloud"] = dict(fwhm=3.0, transparency=0.4)
+    specs["satellite"] = dict(fwhm=3.0, trails=(events.Trail("satellite", 200.0, 150.0, 33.0,
+                                                             1.0, 600.0),))
+    specs["airplane"] = dict(fwhm=3.0, trails=(events.Trail("airplane", 300.0, 200.0, 120.0,
+                                                            1.2, 4000.0),))
+    specs["tracking"] = dict(fwhm=3.0, ellipticity=0.35, psf_angle=20.0)
+    ms = []
+    for k, (name, kw) in enumerate(specs.items()):
+        H = np.array([[1.0, 0.0, 0.5 * k], [0.0, 1.0, -0.3 * k], [0.0, 0.0, 1.0]])
+        img, _ = sim.render_light(sim.LightSpec(scene=scene, dark=False, H=H, **kw), seed=k)
+        ms.append(measure_frame(img, path=name))
+    by = {s.path: s for s in select_frames(ms)}
+    for k in range(5):
+        assert by[f"clean{k}"].accepted, by[f"clean{k}"].reason
+        assert ms[k].fwhm == pytest.approx(specs[f"clean{k}"]["fwhm"], rel=0.03)
+    assert by["cloud"].flags == ["cloud"]
+    assert by["satellite"].flags == ["trail"] and by["airplane"].flags == ["trail"]
+    assert by["tracking"].flags == ["tracking"]
+    sat = ms[list(specs).index("satellite")]
+    assert abs(sat.trail_angle - 33.0) < 2 and sat.stars < 1.1 * ms[0].stars
