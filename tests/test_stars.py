@@ -289,3 +289,23 @@ def test_blank_frame_gives_an_empty_catalogue():
     cat = detect_stars(img, config=DetectionConfig(threshold=6.0))
     assert len(cat) <= 1
     assert len(StarCatalog.empty()) == 0
+
+
+def test_moments_match_reference():
+    shape = (41, 41)
+    e = render_stars(shape, [20.3], [19.6], [5e4], 3.2, ecc=0.5, theta=40.0, psf="gaussian")
+    r = (e / ADU).astype(np.float32)
+    got = K.measure_moments(r, np.array([20]), np.array([20]), np.array([1.0]),
+                            np.zeros(2, np.int64), np.zeros(0, np.int64), 1.3)
+    ref = K.measure_moments_ref(r, 20, 20, 1.3)
+    assert got[0, 7] == 1.0 and ref is not None
+    np.testing.assert_allclose(got[0, :6], ref, rtol=1e-6, atol=1e-9)
+    # and it is right: centroid, covariance of the Gaussian + 1/12 px² of the pixel, flux
+    assert got[0, 0] == pytest.approx(20.3, abs=1e-3) and got[0, 1] == pytest.approx(19.6, abs=1e-3)
+    assert got[0, 5] == pytest.approx(5e4 / ADU, rel=2e-3)
+
+
+def test_hough_matches_reference():
+    rng = np.random.default_rng(5)
+    xs, ys = rng.uniform(0, 60, 200), rng.uniform(0, 40, 200)
+    np.testing.assert_array_equal(K.hough_lines(xs, ys, 90, 75), K.hough_lines_ref(xs, ys, 90, 75))

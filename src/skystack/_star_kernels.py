@@ -24,10 +24,12 @@ __all__ = [
     "find_peaks",
     "find_peaks_ref",
     "measure_moments",
+    "measure_moments_ref",
     "fit_psf",
     "atrous_smooth",
     "atrous_smooth_ref",
     "hough_lines",
+    "hough_lines_ref",
     "GAUSSIAN",
     "MOFFAT",
 ]
@@ -950,3 +952,59 @@ def hough_lines(xs, ys, n_theta, rho_max):
             if 0 <= r < acc.shape[1]:
                 acc[t, r] += 1
     return acc
+
+
+def hough_lines_ref(xs: NDArray, ys: NDArray, n_theta: int, rho_max: int) -> NDArray[np.int32]:
+    """NumPy reference of :func:`hough_lines`."""
+    th = np.pi * np.arange(n_theta) / n_theta
+    r = np.rint(np.outer(xs, np.cos(th)) + np.outer(ys, np.sin(th))).astype(np.int64) + rho_max
+    acc = np.zeros((n_theta, 2 * rho_max + 1), np.int32)
+    t = np.broadcast_to(np.arange(n_theta), r.shape)
+    ok = (r >= 0) & (r < acc.shape[1])
+    np.add.at(acc, (t[ok], r[ok]), 1)
+    return acc
+
+
+def measure_moments_ref(
+    r: NDArray[np.float32], px: int, py: int, sigma0: float, rmax: int = 20, max_iter: int = 40
+) -> tuple[float, float, float, float, float, float] | None:
+    """NumPy reference of :func:`measure_moments` for one isolated star.
+
+    Returns (x, y, Sxx, Sxy, Syy, flux) or None when the iteration fails.
+    """
+    h, w = r.shape
+    cx, cy = float(px), float(py)
+    W = np.diag([sigma0**2, sigma0**2]).astype(np.float64)
+    for it in range(max_iter):
+        iw = np.linalg.inv(W)
+        rad = int(np.clip(math.ceil(3.5 * math.sqrt(max(W[0, 0], W[1, 1]))), 3, rmax))
+        x0, y0 = int(round(cx)), int(round(cy))
+        ys = np.arange(max(0, y0 - rad), min(h, y0 + rad + 1))
+        xs = np.arange(max(0, x0 - rad), min(w, x0 + rad + 1))
+        dx = xs[None, :] - cx
+        dy = ys[:, None] - cy
+        q = iw[0, 0] * dx**2 + 2 * iw[0, 1] * dx * dy + iw[1, 1] * dy**2
+        v = np.where(q <= 12.25, r[np.ix_(ys, xs)] * np.exp(-0.5 * q), 0.0)
+        s0 = v.sum()
+        if s0 <= 0:
+            return None
+        mx, my = (v * dx).sum() / s0, (v * dy).sum() / s0
+        M = np.array([[(v * dx * dx).sum() / s0 - mx * mx, (v * dx * dy).sum() / s0 - mx * my],
+                      [(v * dx * dy).sum() / s0 - mx * my, (v * dy * dy).sum() / s0 - my * my]])
+        cx, cy = cx + mx, cy + my
+        if np.linalg.det(M) <= 0 or M[0, 0] <= 0:
+            return None
+        A = np.linalg.inv(M) - iw
+        if A[0, 0] > 0 and A[1, 1] > 0 and np.linalg.det(A) > 0:
+            new = np.linalg.inv(A)
+        else:
+            new = 2 * M
+        lim = 4.0 * max(W[0, 0], W[1, 1])
+        if new[0, 0] > lim or new[1, 1] > lim:
+            new = 0.5 * (new + W)
+        change = np.abs(new - W)[[0, 1, 0], [0, 1, 1]].sum()
+        W = new
+        if change < 1e-4 * (W[0, 0] + W[1, 1]) and abs(mx) + abs(my) < 1e-4:
+            flux = s0 * math.sqrt(np.linalg.det(W) / np.linalg.det(M))
+            return cx, cy, W[0, 0], W[0, 1], W[1, 1], flux
+    return None
