@@ -863,8 +863,8 @@ def fit_psf(
     """Least-squares elliptical PSF fit of the stars ``idx`` on the background-free image ``r``.
 
     Model: B + A·exp(-u/2) (Gaussian) or B + A·(1 + γu/2)^(-1/γ) (Moffat, β = 1/γ, γ in
-    [0, 0.9]) with the quadratic form u = a·dx² + 2b·dx·dy + c·dy² (the inverse covariance of the
-    profile's Gaussian core), started from the adaptive moments. Stops when an accepted
+    [0, 0.9]) with the quadratic form u = a·dx² + 2b·dx·dy + c·dy² (the inverse covariance
+    of the profile's Gaussian core), started from the adaptive moments. Stops when an accepted
     step lowers χ² by less than ``tol`` (relative). Returns an (len(idx), 12) array: x, y, a, b,
     c, A, B, γ, χ², pixels used, ok flag, iterations.
     """

@@ -281,7 +281,9 @@ def _median3(grid: NDArray[np.float32]) -> NDArray[np.float32]:
     return median_filter(g, size=3)[1:-1, 1:-1].astype(np.float32)
 
 
-def _neighbours(x: NDArray, y: NDArray, radius: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _neighbours(
+    x: NDArray, y: NDArray, radius: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """CSR lists of the points within ``radius`` of each point (itself excluded)."""
     from scipy.spatial import cKDTree
 
@@ -392,7 +394,8 @@ def detect_and_measure(
     if cfg.gain:
         noise_var = noise_var + np.maximum(flux_m, 0.0) / cfg.gain
     snr = flux_m / np.sqrt(np.maximum(noise_var, 1e-30))
-    ok &= (fw_minor >= cfg.min_fwhm) & (fw_major <= cfg.max_fwhm) & (flux_m > 0) & (snr >= cfg.min_snr)
+    ok &= (fw_minor >= cfg.min_fwhm) & (fw_major <= cfg.max_fwhm)
+    ok &= (flux_m > 0) & (snr >= cfg.min_snr)
     ok &= (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
     keep = np.nonzero(ok)[0]
     # two peaks of one star converge on the same centroid: keep the brighter

@@ -352,9 +352,10 @@ def _find_trail(
     """Look for one long, thin, straight bright feature (None when there is none).
 
     The background-free image is binned 4×4 (a trail survives, noise drops 4×); pixels above
-    3σ, minus round blobs (stars), vote in a Hough accumulator, and the strongest line must be (a) long — a run of votes covering
-    ``min_len_frac`` of the shorter side with no big gaps — and (b) thin — several times more
-    votes than the parallel lines a few pixels away (a galaxy or nebula is wide).
+    3σ, minus round blobs (stars), vote in a Hough accumulator, and the strongest line must
+    be (a) long — a run of votes covering ``min_len_frac`` of the shorter side (and at least
+    ``min_len_px``) with no big gaps — and (b) thin — several times more votes than the
+    parallel lines a few pixels away (a galaxy or nebula is wide).
     """
     b = 4
     h, w = resid.shape

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pixel_scale_from_header(get: Any) -> float | None:
-    """Arcseconds per pixel from ``SCALE``/``PIXSCALE`` or ``XPIXSZ`` (µm) and ``FOCALLEN`` (mm)."""
+    """Arcseconds per pixel: ``SCALE``/``PIXSCALE``, or ``XPIXSZ`` (µm) and ``FOCALLEN`` (mm)."""
     for key in ("SCALE", "PIXSCALE"):
         v = get(key)
         if isinstance(v, (int, float)) and v > 0:
