@@ -219,6 +219,11 @@ def build_master(
         img = Image.from_array(master.data)
         for k, v in kw.items():
             img.set(k, v)  # type: ignore[arg-type]
+        dates = [getattr(i, "date_obs", None) for i in infos]
+        dates = [d for d in dates if d is not None]
+        if dates:
+            # deterministic products: the master is "created" at its newest source frame
+            img.properties["XISF:CreationTime"] = max(dates).strftime("%Y-%m-%dT%H:%M:%SZ")
         img.set("REJLOW", round(low, 6), "fraction of samples rejected low")
         img.set("REJHIGH", round(high, 6), "fraction of samples rejected high")
         write_image(out, img, sample_format="float32")

@@ -22,7 +22,7 @@ from skystack.simulate import simulate
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("night")
-    simulate(out, preset="tiny", seed=3, frames=8)
+    simulate(out, preset="tiny", seed=3, frames=16)  # 8 per filter: winsorized rejection
     return out
 
 
@@ -45,7 +45,7 @@ def test_outputs_as_design_says(first_run: Path) -> None:
     assert names == sorted(f"{g['name']}.fits" for g in run["groups"] if g["output"])
     assert len(names) == 2  # L and R of the tiny night
     kinds = {p["type"] for p in run["products"] if p["kind"] == "master"}
-    assert {"bias", "dark", "flat"} <= kinds
+    assert {"dark", "dark_flat", "flat"} <= kinds  # exact darks: no bias needed
     assert run["link_plan"]["version"] == 1
     for g in run["groups"]:
         assert g["frames"] >= 3
@@ -53,26 +53,46 @@ def test_outputs_as_design_says(first_run: Path) -> None:
         assert g["local_normalization"] is True
     report = (first_run / "report.html").read_text()
     assert "data-kind" in report  # the link diagram is embedded
-    assert "<script src" not in report and "http://" not in report  # self-contained
+    import re
+
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", report)  # self-contained
 
 
 def test_master_light_noise_beats_single_frame(first_run: Path) -> None:
     run = json.loads((first_run / "run.json").read_text())
     for g in run["groups"]:
         n = g["frames"]
-        assert g["noise_gain"] >= 0.9 * np.sqrt(n) * 0.85, g  # tiny frames: a little slack
+        if n < 6:
+            continue  # percentile clipping (n < 6, as WBPP) trades noise for robustness
+        assert g["noise_gain"] >= 0.9 * np.sqrt(n), (g["name"], g["noise_gain"], n)
+    assert any(g["frames"] >= 6 for g in run["groups"])
 
 
 def test_master_light_matches_truth_sky(first_run: Path, night: Path) -> None:
-    truth = json.loads((night / "truth" / "truth.json").read_text())
-    sky = read_image(night / truth["sky"]["L"]).data
-    master = read_image(first_run / "lights" / next(
-        p.name for p in (first_run / "lights").iterdir() if "_L" in p.name or p.name.endswith("L.fits"))).data
+    from skystack.register import warp
+    from skystack.simulate import load_truth
+
+    truth = load_truth(night)
+    run = json.loads((first_run / "run.json").read_text())
+    group = next(g for g in run["groups"] if g["name"].endswith("L"))
+    ref = Path(group["registration_reference"]).relative_to(night).as_posix()
+    h_ref = np.asarray(truth.frame(ref).H, float)  # canvas → reference frame
+    sky = read_image(night / truth.data["sky"]["L"]).data
+    # the master lies on the reference frame's grid: bring the truth sky there
+    sky_on_ref = warp(sky.astype(np.float32), np.linalg.inv(h_ref), shape=sky.shape)
+    master = read_image(group["output"]).data
     inner = (slice(16, -16), slice(16, -16))
-    a, b = master[inner].ravel(), sky[inner].ravel()
-    ok = (a > 0) & np.isfinite(a)
-    corr = np.corrcoef(a[ok], b[ok])[0, 1]
-    assert corr > 0.95  # same sky, registered onto the reference grid
+    sky = sky_on_ref
+    from scipy import ndimage
+
+    # smoothed (noise down, structure kept): stars and objects sit where the truth puts them
+    a = ndimage.gaussian_filter(master, 1.5)[inner].ravel()
+    b = ndimage.gaussian_filter(sky, 1.5)[inner].ravel()
+    corr = np.corrcoef(a, b)[0, 1]
+    assert corr > 0.95
+    # and a one-pixel misregistration would be visibly worse
+    shifted = ndimage.gaussian_filter(np.roll(master, 1, axis=1), 1.5)[inner].ravel()
+    assert np.corrcoef(shifted, b)[0, 1] < corr - 0.01
 
 
 def test_existing_output_is_refused(first_run: Path, night: Path) -> None:

@@ -847,8 +847,14 @@ def write(
         attrs["checksum"] = f"{algo}:{digest.hexdigest()}"
     size = sum(len(part) for part in stored)
 
+    # A creation time given by the caller (or SOURCE_DATE_EPOCH, the reproducible-builds
+    # convention) keeps products bit-identical between runs.
+    created = image.properties.get("XISF:CreationTime")
+    if created is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        created = datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
     metadata: dict[str, Any] = {
-        "XISF:CreationTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "XISF:CreationTime": str(created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         "XISF:CreatorApplication": f"skystack {__version__}",
         "XISF:BlockAlignmentSize": np.uint16(BLOCK_ALIGNMENT),
     }

@@ -28,6 +28,9 @@ class RunConfig:
     debayer: Literal["vng", "bilinear", "superpixel"] = "vng"
     # measurement and selection
     weighting: str = "psf_signal"
+    #: weights of the integration: "noise" (inverse variance — the best SNR, the default) or the
+    #: measurement weights of ``weighting`` (PSF Signal Weight: favours sharp frames, as WBPP)
+    integration_weights: Literal["noise", "measure"] = "noise"
     min_weight: float = 0.05
     select: str | None = None
     # registration

@@ -189,7 +189,8 @@ def _build_masters(plan: Any, cfg: RunConfig, out: Path, executor: Any, prog: Pr
 
     def task_for(g: Any, extra: dict[str, Any]) -> dict[str, Any]:
         files = g.paths()
-        key = step_key("master", {"kind": g.kind, **{k: v for k, v in extra.items() if k != "memory"}},
+        # paths of other masters live in this run's folder: key on their content, not their path
+        key = step_key("master", {"kind": g.kind, "calibrated_by": sorted(k for k, v in extra.items() if v)},
                        [file_digest(p) for p in files] + [file_digest(v) for v in extra.values()
                                                            if isinstance(v, str) and Path(v).exists()])
         name = f"master_{_slug(g.id)}_{key[:8]}{suffix}"
@@ -449,14 +450,20 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
     for r, d in zip(owners, done, strict=True):
         r["ln"] = d.get("ln")
         r["ln_info"] = d.get("channels")
-        if not d["ok"]:
-            r["accepted"] = False
-            r["reason"] = f"local normalization failed: {d.get('reason')}"
-            say(f"{r['path']}: {r['reason']}")
-            result.decisions.append({"stage": "normalize", "frame": r["path"],
-                                     "decision": "rejected", "reason": r["reason"]})
+        r["ln_failure"] = None if d["ok"] else d.get("reason")
     for g in groups:
-        g.accepted = [r for r in g.accepted if r.get("accepted")]
+        failed = [r for r in g.accepted if r.get("ln_failure")]
+        if failed:
+            # LN is all or nothing per group (as ImageIntegration): mixing LN and global
+            # normalization in one stack would fight; keep every frame, normalize globally.
+            reason = (f"local normalization failed for {len(failed)} of {len(g.accepted)} frames "
+                      f"(first: {Path(failed[0]['path']).name}: {failed[0]['ln_failure']}) — the "
+                      "group is integrated with global normalization instead")
+            say(f"{g.name}: {reason}")
+            result.decisions.append({"stage": "normalize", "group": g.name, "decision": "global",
+                                     "reason": reason})
+            for r in g.accepted:
+                r["ln"] = None
 
 
 def _build_reference_nd(loaders: list[Callable[[], np.ndarray]], weights: list[float],
@@ -508,12 +515,15 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
         use_ln = all(r.get("ln") for r in frames) and len(frames) >= 3
         shape = tuple(read_header(paths[0]).shape[-2:])
         lns = [_LNApply(r["ln"], shape) for r in frames] if use_ln else None
+        if cfg.integration_weights == "noise":
+            weights = None  # the engine's inverse-variance weights: the best SNR of the stack
         icfg = IntegrationConfig(combine=cfg.combine, rejection=cfg.rejection,
                                  normalization="additive-scaling",
                                  rejection_normalization="scale", weights="noise",
                                  subtract_pedestal=not use_ln, range_low=0.0)
         key = step_key("integrate", {"cfg": repr(icfg), "ln": use_ln},
-                       [r["registered_key"] for r in frames] + [str(w) for w in weights]
+                       [r["registered_key"] for r in frames]
+                       + ([] if weights is None else [str(w) for w in weights])
                        + [file_digest(r["ln"]) for r in frames if use_ln])
         target = out / "lights" / f"{g.name}.{cfg.output_format}"
         stamp = out / "work" / "integrate" / f"{g.name}_{key[:16]}.json"
@@ -532,7 +542,8 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
         n = len(frames)
         rec = {"name": g.name, "output": str(target), "frames": n,
                "inputs": [r["path"] for r in frames], "registered": paths,
-               "weights": weights.tolist(), "local_normalization": use_ln,
+               "weights": summary.get("weights"), "weighting": cfg.integration_weights,
+               "local_normalization": use_ln,
                "ln_reference": g.ln_reference,
                "registration_reference": g.reference["path"] if g.reference else None,
                "rejected_frames": [{"path": r["path"], "reason": r.get("reason")}
@@ -598,7 +609,8 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
     n = len(frames)
     gain = single / m_noise if m_noise > 0 else float("nan")
     total = float(np.prod(res.image.shape)) * n
-    return {"noise_single": single, "noise_master": m_noise, "noise_gain": gain,
+    return {"weights": [float(np.mean(st.weight)) for st in res.stats],
+            "noise_single": single, "noise_master": m_noise, "noise_gain": gain,
             "noise_gain_vs_sqrt_n": gain / np.sqrt(n),
             "rejected_low_fraction": float(res.low_rejected.sum()) / total,
             "rejected_high_fraction": float(res.high_rejected.sum()) / total}
