@@ -110,6 +110,10 @@ def test_measure_frame_reports_the_truth():
     assert not m.trail
     d = m.to_dict()
     assert "catalog" not in d and d["path"] == "a.fits" and json.dumps(d)
+    # a measurement rebuilt from JSON (no catalogue) still carries what selection needs
+    back = FrameMeasurement(**json.loads(json.dumps(d)), catalog=_empty_catalog())
+    assert back.bright_fluxes == m.bright_fluxes and len(back.bright_fluxes) == 50
+    assert select_frames([back, m])[0].transparency == pytest.approx(1.0)
 
 
 def test_weights_rank_frames_by_true_snr():

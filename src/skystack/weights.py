@@ -128,7 +128,10 @@ class FrameMeasurement:
     pixel_scale : float or None
         Arcseconds per pixel used for ``fwhm_arcsec``.
     catalog : StarCatalog
-        The stars (kept for registration).
+        The stars (kept for registration; not part of :meth:`to_dict`).
+    bright_fluxes : list of float
+        Fluxes of the brightest unsaturated stars (up to 50), brightest first: the cloud test
+        compares them between frames, and they survive a round trip through JSON.
     """
 
     path: str | None
@@ -157,6 +160,7 @@ class FrameMeasurement:
     trail_angle: float
     pixel_scale: float | None
     catalog: StarCatalog = field(repr=False)
+    bright_fluxes: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Every measurement as JSON-ready values (the catalogue is left out)."""
@@ -550,6 +554,7 @@ def measure_frame(
         psf_signal_weight=psfsw, psf_snr=psfsnr, trail=line is not None,
         trail_length=line.length if line else 0.0, trail_angle=line.angle if line else 0.0,
         pixel_scale=pixel_scale, catalog=cat,
+        bright_fluxes=[float(v) for v in np.sort(cat.flux[~cat.saturated])[::-1][:50]],
     )
 
 
@@ -819,8 +824,11 @@ def _transparency(measurements: list[FrameMeasurement], k_max: int) -> NDArray[n
     """
     lists = []
     for m in measurements:
-        c = m.catalog
-        f = c.flux[~c.saturated] if len(c) else np.zeros(0)
+        if m.bright_fluxes:
+            f = np.asarray(m.bright_fluxes, dtype=np.float64)
+        else:
+            c = m.catalog
+            f = c.flux[~c.saturated] if c is not None and len(c) else np.zeros(0)
         lists.append(np.sort(f)[::-1][:k_max])
     depth = max((len(f) for f in lists), default=0)
     out = np.full(len(measurements), np.nan)
