@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from skystack import normalize as _ln
 from skystack.normalize import (
     LNConfig,
     LNError,
@@ -13,6 +14,7 @@ from skystack.normalize import (
     check_coverage,
     check_reference_type,
     compute_local_normalization,
+    find_bright_stars,
     global_normalization,
     reference_frame_count,
     validate_reference,
@@ -195,3 +197,86 @@ def test_ln_needs_overlap() -> None:
     b[:, 60:] = 0.1
     with pytest.raises(LNError):
         compute_local_normalization(a, b)
+
+
+# --- kernels against their NumPy references ------------------------------------------------------
+
+
+def _cells_ref(diff: np.ndarray, valid: np.ndarray, cell: int, step: int, k: float):
+    """Per-cell reference of the numba statistics: the NumPy _cell_stats on each cell's sample."""
+    ny, nx = _ln._cell_grid(diff.shape, cell)
+    med = np.full((ny, nx), np.nan)
+    for i in range(ny):
+        for j in range(nx):
+            sl = (slice(i * cell, (i + 1) * cell, step), slice(j * cell, (j + 1) * cell, step))
+            d, v = diff[sl], valid[sl]
+            m, _ = _ln._cell_stats(d, v, max(d.shape), k)
+            # _cell_stats' "enough" rule counts the full cell; the kernel uses the sampled size
+            if v.sum() >= max(8, ((cell + step - 1) // step) ** 2 // 8):
+                med[i, j] = m[0, 0]
+    return med
+
+
+@pytest.mark.parametrize(("cell", "step"), [(12, 1), (16, 2), (64, 2)])
+def test_cell_stats_kernel_matches_numpy(sky, cell, step) -> None:
+    rng = np.random.default_rng(8)
+    ref = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    tgt = frame(sky, 0.8, gradient(0.7, 0.05), rng)
+    tgt[:, :50] = 0  # no data
+    ref[200:230, 100:300] = 0.9  # saturated block: invalid
+    tgt[7, 9] = np.nan
+    a1 = 1.25
+    med, _, count = _ln._cell_stats_fast(ref, tgt, a1, cell, low=4.5e-5, high=0.85, k=3.0,
+                                         step=step)
+    diff = (ref - np.float32(a1) * tgt).astype(np.float32)
+    cfg = LNConfig()
+    valid = _ln._valid(ref, cfg) & _ln._valid(tgt, cfg)
+    if step == 1:
+        want, want_count = _ln._cell_stats(diff, valid, cell, 3.0)
+        np.testing.assert_array_equal(np.isfinite(med), np.isfinite(want))
+        np.testing.assert_allclose(med, want, rtol=1e-6, atol=1e-9, equal_nan=True)
+        np.testing.assert_array_equal(count[np.isfinite(med)], want_count[np.isfinite(want)])
+    want = _cells_ref(diff, valid, cell, step, 3.0)
+    np.testing.assert_allclose(med, want, rtol=1e-6, atol=1e-9, equal_nan=True)
+
+
+def test_apply_kernel_matches_map_coordinates(sky) -> None:
+    rng = np.random.default_rng(9)
+    grid = rng.normal(0.01, 0.002, (7, 9))
+    fn = _ln.LocalNormalization(grid, 1.23, 48, (H - 5, W - 7))  # cells not dividing the frame
+    data = frame(sky, 1.0, gradient(0.3, 0.05), rng)[: H - 5, : W - 7]
+    data[:, :20] = 0
+    data[3, 300] = np.nan
+    np.testing.assert_allclose(fn.apply(data), fn._apply_ref(data), rtol=2e-6, atol=2e-8)
+    np.testing.assert_allclose(fn.a0(40, 100), _ln._upsample(
+        grid, 48, np.arange(40, 140, dtype=float), np.arange(W - 7, dtype=float)), rtol=1e-6)
+    assert fn.apply(data)[3, 300] == 0 and np.all(fn.apply(data)[:, :20] == 0)
+
+
+def test_aperture_photometry_kernel_matches_numpy(sky) -> None:
+    rng = np.random.default_rng(10)
+    img = frame(sky, 1.0, np.zeros((H, W), np.float32), rng)
+    img[:, :30] = 0
+    xy = np.column_stack([rng.uniform(-5, W + 5, 200), rng.uniform(-5, H + 5, 200)])
+    got = _ln.aperture_photometry(img, xy)
+    want = _ln._aperture_photometry_ref(img, xy)
+    np.testing.assert_array_equal(got[2], want[2])
+    ok = want[2]
+    assert ok.sum() > 100 and (~ok).sum() > 10  # edges and the no-data border are refused
+    np.testing.assert_allclose(got[0][ok], want[0][ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1][ok], want[1][ok], rtol=1e-5)
+
+
+def test_find_bright_stars_skips_hot_pixels_saturation_and_borders() -> None:
+    rng = np.random.default_rng(12)
+    img = rng.normal(0.05, 5e-4, (H, W)).astype(np.float32)
+    yy, xx = np.mgrid[0:H, 0:W]
+    stars = [(100.3, 80.6, 0.02), (300.7, 200.2, 0.05), (420.1, 300.9, 0.01), (250.5, 120.5, 2.0)]
+    for x, y, amp in stars:
+        img += (amp * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.4**2))).astype(np.float32)
+    img = np.minimum(img, 1.0)  # the 2.0 star saturates
+    img[50, 400] += 0.3  # a hot pixel
+    img[:, :40] = 0  # registration border: no false peaks along its edge
+    xy = find_bright_stars(img)
+    assert len(xy) == 3
+    np.testing.assert_array_equal(xy, [[301, 200], [100, 81], [420, 301]])  # brightest first
