@@ -22,8 +22,9 @@ The checks (numbers as in the doctor issue):
    existing master used while raw frames of the same settings lie unused beside it; frames
    whose header type contradicts their folder or their pixels.
 
-Besides these, ``unreadable`` reports files the scan could not read (info for files that are
-not images at all) and ``metadata`` (info) other header-versus-path disagreements.
+Besides these, ``unreadable`` reports paths and files the scan could not read (info for files
+that are not images at all), ``no-lights`` a scan without lights, and ``metadata`` (info) other
+header-versus-path disagreements the scan resolved.
 
 Severities: ``error`` — processing would give a wrong or no result; ``warning`` — a result,
 but a worse one than the data allow; ``info`` — handled automatically, shown for the record.
@@ -150,12 +151,11 @@ def check_flat_cfa(plan_json: dict[str, Any]) -> list[Finding]:
         lb = bayer.get(light["path"])
         if not flat or not lb:
             continue
-        for fp in flat.get("files", []):
-            fb = bayer.get(fp)
-            if fb and fb != lb:
-                grouped[(lb, fb)].append(light["path"])
-                flats_of[(lb, fb)].add(fp)
-                break
+        odd = {fp: bayer.get(fp) for fp in flat.get("files", [])
+               if bayer.get(fp) and bayer.get(fp) != lb}
+        for fb in set(odd.values()):
+            grouped[(lb, fb)].append(light["path"])
+            flats_of[(lb, fb)].update(fp for fp, b in odd.items() if b == fb)
     return [Finding("cfa", "error",
                     f"lights are CFA {lb} but their flats are CFA {fb} — the flat would divide "
                     "each colour by another colour's response; use flats written with the same "
@@ -635,13 +635,15 @@ def diagnose(
     findings: list[Finding] = []
     findings += check_links(pj)
     findings += check_flat_cfa(pj)
-    for r in pj.get("rejected", []):
-        junk = r["reason"].startswith("not an image")
-        findings.append(Finding(
-            "unreadable", "info" if junk else "warning",
-            f"{r['path']}: {r['reason']}" + (" — ignored." if junk else " — this frame is left "
-                                             "out until it is fixed."), [r["path"]]))
+    findings += _unreadable(pj.get("rejected", []))
     lights = [f for f in inv.frames if f.type == "light" and not f.master]
+    if not lights:
+        findings.append(Finding(
+            "no-lights", "warning" if inv.frames else "error",
+            (f"no light frames among the {_plural(len(inv.frames), 'frame')} found"
+             if inv.frames else "no frames found") + " — nothing to process; give the folder "
+            "holding the lights (a Lights/ folder, or IMAGETYP LIGHT in the headers).",
+            [str(p) for p in paths]))
     findings += check_groups(lights, local_normalization=local_normalization, rejection=rejection)
     findings += check_duplicates(f.path for f in inv.frames)
     findings += check_redundant_masters(
@@ -667,6 +669,25 @@ def diagnose(
         f.paths = [rel(p) for p in f.paths]
     findings.sort(key=lambda f: (_ORDER[f.severity], f.check, f.message))
     return DoctorReport(findings)
+
+
+def _unreadable(rejected: Iterable[dict[str, str]]) -> list[Finding]:
+    """Files the scan rejected: a missing path is an error, a broken image a warning (the
+    frame is left out), a file that is no image at all (notes, scripts) only a note."""
+    out = []
+    for r in rejected:
+        reason = r["reason"]
+        if reason.startswith("no such file"):
+            out.append(Finding("unreadable", "error",
+                               f"{r['path']}: {reason} — check the path.", [r["path"]]))
+        elif reason.startswith("not an image"):
+            out.append(Finding("unreadable", "info", f"{r['path']}: {reason} — ignored.",
+                               [r["path"]]))
+        else:
+            out.append(Finding("unreadable", "warning",
+                               f"{r['path']}: {reason} (the frame is left out).",
+                               [r["path"]]))
+    return out
 
 
 def _relativizer(root: Path | None) -> Callable[[str], str]:
