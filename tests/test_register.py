@@ -254,8 +254,9 @@ def test_rendered_frames_register_to_spec(name: str) -> None:
     assert field_error(t.H, h_true, (RS[1], RS[0]), (frame.shape[1], frame.shape[0])) <= 0.02
 
     out = warp(frame, t.H, shape=RS)  # noise-free frame: measures transform + resampling
-    inside = np.all((apply_h(h_true, xy) > 12) & (apply_h(h_true, xy) < np.array(
-        frame.shape[::-1]) - 12), axis=1) & np.all((xy > 10) & (xy < np.array(RS[::-1]) - 10), axis=1)
+    fxy = apply_h(h_true, xy)
+    inside = np.all((fxy > 12) & (fxy < np.array(frame.shape[::-1]) - 12), axis=1) & np.all(
+        (xy > 10) & (xy < np.array(RS[::-1]) - 10), axis=1)
     assert inside.sum() >= 40
     r_ap = 5.0 * sigma + 1.0  # wide enough that the wing left out is negligible
     pos, got = centroids(out, xy[inside], sky, r_ap)

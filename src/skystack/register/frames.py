@@ -83,7 +83,7 @@ class FrameStars:
     """Stars of one frame for matching, in that frame's full-resolution pixel coordinates.
 
     ``xy`` and ``flux`` hold the (at most ``max_stars``) stars kept for matching, highest
-    SNR first; ``n_detected`` counts every usable detection (for the reference choice)."""
+    SNR first; ``n_detected`` counts the clear detections (for the reference choice)."""
 
     xy: NDArray[np.float64]
     flux: NDArray[np.float64]
@@ -125,7 +125,9 @@ def _default_detector() -> Detector:
     return detect_stars
 
 
-def frame_stars(img: Image, *, detector: Detector | None = None, max_stars: int = 200) -> FrameStars:
+def frame_stars(
+    img: Image, *, detector: Detector | None = None, max_stars: int = 200
+) -> FrameStars:
     """Detect the stars of a frame and keep those fit for matching.
 
     Parameters
@@ -154,11 +156,17 @@ def frame_stars(img: Image, *, detector: Detector | None = None, max_stars: int 
         # galaxy knots and blends (wide) and residual hot pixels (narrow) make poor anchors
         ok &= (fwhm_all > 0.5 * med) & (fwhm_all < 2.0 * med)
     rank = np.asarray(getattr(cat, "snr", flux), dtype=float)
+    # Stars that count for the reference choice: clear detections only. The median filter
+    # applied to CFA luminance lowers the noise the detector measures, inflating its SNRs, so
+    # the cut is higher there (measured on Seestar subs: ~150 real stars above 40, thousands
+    # of noise peaks above 10).
+    snr_floor = 40.0 if _pattern(img) is not None else 10.0
+    n_clear = int(np.sum(ok & (rank >= snr_floor))) if hasattr(cat, "snr") else int(ok.sum())
     idx = np.flatnonzero(ok)
     idx = idx[np.argsort(-rank[idx], kind="stable")][:max_stars]
     binning = int(img.get("XBINNING", 1) or 1)
     return FrameStars(np.column_stack([x[idx], y[idx]]), flux[idx], med,
-                      tuple(lum.shape), binning, int(ok.sum()))  # type: ignore[arg-type]
+                      tuple(lum.shape), binning, n_clear)  # type: ignore[arg-type]
 
 
 def _output_data(img: Image) -> NDArray[np.float32]:
@@ -224,8 +232,9 @@ def register_frames(
         names = [_output_name(p) for p in files]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ConfigError(f"several input frames are named {dup[0]!r}; registered frames are "
-                              "written under their own names — rename them or register separately")
+            msg = (f"several input frames are named {dup[0]!r}; registered frames are written "
+                   "under their own names — rename them or register them separately")
+            raise ConfigError(msg)
     detect = detector or _default_detector()
 
     stars: dict[int, FrameStars] = {}

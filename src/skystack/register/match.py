@@ -249,7 +249,7 @@ def fit_model(src: ArrayLike, dst: ArrayLike, model: str = "projective") -> NDAr
     s = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     d = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
     if model not in _MIN_POINTS:
-        raise ConfigError(f"unknown registration model {model!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(_unknown_model(model))
     if len(s) < _MIN_POINTS[model] or len(s) != len(d):
         raise ValueError(f"{model} needs at least {_MIN_POINTS[model]} point pairs, got {len(s)}")
     if model == "shift":
@@ -282,7 +282,8 @@ def _triangles(
     _, nn = cKDTree(xy).query(xy, k=k)
     a_idx, b_idx = np.triu_indices(k - 1, k=1)
     tri = np.column_stack(
-        [np.repeat(np.arange(n), len(a_idx)), nn[:, 1:][:, a_idx].ravel(), nn[:, 1:][:, b_idx].ravel()]
+        [np.repeat(np.arange(n), len(a_idx)), nn[:, 1:][:, a_idx].ravel(),
+         nn[:, 1:][:, b_idx].ravel()]
     )
     tri = np.unique(np.sort(tri, axis=1), axis=0)
     p = xy[tri]  # (T, 3, 2)
@@ -347,12 +348,14 @@ def _pairs_within(
     return np.column_stack([i[first], j[first]])
 
 
-def _rms(h: NDArray[np.float64], ref: NDArray[np.float64], frm: NDArray[np.float64]) -> NDArray[np.float64]:
+def _rms(
+    h: NDArray[np.float64], ref: NDArray[np.float64], frm: NDArray[np.float64]
+) -> NDArray[np.float64]:
     return np.hypot(*(apply_h(h, ref) - frm).T)
 
 
 def _tolerance(resid: NDArray[np.float64], cfg: MatchConfig) -> float:
-    """Matching radius from the residual distances: ``clip_sigma`` σ within the configured bounds."""
+    """Matching radius from residual distances: ``clip_sigma`` σ within the configured bounds."""
     sigma = float(np.median(resid)) / 1.1774  # median of a 2-D Gaussian's radius ≈ 1.177σ
     return min(cfg.hypothesis_tol_px, max(cfg.min_tol_px, cfg.clip_sigma * sigma))
 
@@ -367,7 +370,8 @@ def _chance_probability(
     coincidences: (reference stars landing in the frame) × (frame star density) × π tol².
     ``trials`` hypotheses were tried, so the probability is multiplied by it.
     """
-    from scipy.special import gammainc  # Poisson P(X >= k) = P(k, lam); scipy.stats is slow to import
+    # Poisson P(X >= k) = P(k, lam), the regularized incomplete gamma (scipy.stats imports slowly)
+    from scipy.special import gammainc
 
     lo, hi = frm.min(axis=0), frm.max(axis=0)
     area = float(np.prod(np.maximum(hi - lo, 1.0)))
@@ -430,6 +434,19 @@ def _model_for(n: int, model: str) -> str:
     return "shift"
 
 
+def _unknown_model(model: str) -> str:
+    return f"unknown registration model {model!r}; choose one of {', '.join(MODELS)}"
+
+
+def _brightest_first(flux: ArrayLike | None, n: int) -> NDArray[np.intp]:
+    if flux is None:
+        return np.arange(n)
+    f = np.asarray(flux, dtype=float)
+    if f.shape != (n,):
+        raise ValueError(f"flux must have one value per star ({n}), got shape {f.shape}")
+    return np.argsort(-np.nan_to_num(f, nan=-np.inf), kind="stable")
+
+
 def _as_xy(xy: ArrayLike, name: str) -> NDArray[np.float64]:
     a = np.asarray(xy, dtype=np.float64)
     if a.size == 0:
@@ -479,12 +496,12 @@ def find_transform(
     ([3.5, -2.0], 40)
     """
     if model not in _MIN_POINTS:
-        raise ConfigError(f"unknown registration model {model!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(_unknown_model(model))
     cfg = config or MatchConfig()
     frm = _as_xy(frame_xy, "frame_xy")
     ref = _as_xy(ref_xy, "ref_xy")
-    f_order = np.argsort(-np.asarray(frame_flux, dtype=float), kind="stable") if frame_flux is not None else np.arange(len(frm))
-    r_order = np.argsort(-np.asarray(ref_flux, dtype=float), kind="stable") if ref_flux is not None else np.arange(len(ref))
+    f_order = _brightest_first(frame_flux, len(frm))
+    r_order = _brightest_first(ref_flux, len(ref))
     f_order = f_order[np.all(np.isfinite(frm[f_order]), axis=1)][: cfg.fit_stars]
     r_order = r_order[np.all(np.isfinite(ref[r_order]), axis=1)][: cfg.fit_stars]
     frm, ref = frm[f_order], ref[r_order]
