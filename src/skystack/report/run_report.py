@@ -43,7 +43,7 @@ def stretch(image: np.ndarray, *, target: float = 0.25, shadows: float = -2.8) -
     m = np.clip((med - c0) / max(1 - c0, 1e-12), 1e-6, 1 - 1e-6)
     # midtones transfer function chosen so that the median lands at `target`
     mtf = lambda v, mm: ((mm - 1) * v) / ((2 * mm - 1) * v - mm)  # noqa: E731
-    mid = mtf(target, m)
+    mid = mtf(m, target)  # the balance that sends the median to `target`
     return np.nan_to_num(mtf(x, mid), nan=0.0)
 
 
@@ -57,8 +57,12 @@ def _png(array: np.ndarray, *, cmap: str | None = None, max_side: int = 900) -> 
     step = max(1, int(np.ceil(max(a.shape[:2]) / max_side)))
     a = a[::step, ::step]
     buf = io.BytesIO()
-    plt.imsave(buf, a, cmap=cmap, origin="upper", vmin=0, vmax=max(float(np.nanmax(a)), 1e-12)
-               if cmap else None, format="png")
+    if a.ndim == 2:
+        top = max(float(np.nanmax(a)), 1e-12)
+        plt.imsave(buf, a, cmap=cmap or "gray", origin="upper", vmin=0, vmax=1 if cmap is None else top,
+                   format="png")
+    else:
+        plt.imsave(buf, np.clip(a, 0, 1), origin="upper", format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
