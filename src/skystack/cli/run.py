@@ -52,15 +52,32 @@ def run(args: argparse.Namespace) -> int:
         cfg = RunConfig(**{k: v for k, v in over.items() if v is not None})  # type: ignore[arg-type]
 
     start = time.time()
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if args.json_progress:
+    if args.json_progress:
+        def progress(stage: str, done: int, total: int) -> None:
             print(json.dumps({"stage": stage, "done": done, "total": total,
                               "elapsed": round(time.time() - start, 2)}), flush=True)
-        else:
-            print(f"[{time.time() - start:6.1f} s] {stage}: {done}/{total}", file=sys.stderr)
 
-    result = run_pipeline(args.paths, args.output, config=cfg, resume=args.resume,
-                          force=args.force, progress=progress)
+        result = run_pipeline(args.paths, args.output, config=cfg, resume=args.resume,
+                              force=args.force, progress=progress)
+    else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+            TimeElapsedColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=console, transient=False)
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=max(total, 1))
+            bars.update(tasks[stage], completed=done, total=max(total, 1))
+
+        with bars:
+            result = run_pipeline(args.paths, args.output, config=cfg, resume=args.resume,
+                                  force=args.force, progress=progress,
+                                  log=lambda m: bars.console.print(m, markup=False, highlight=False))
     print(f"report: {result.report}", file=sys.stderr)
     return 0

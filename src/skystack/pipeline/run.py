@@ -208,8 +208,9 @@ def _build_masters(plan: Any, cfg: RunConfig, out: Path, executor: Any, prog: Pr
             paths[gid] = g.frames[0].path
             continue
         first.append((gid, task_for(g, {})))
-    done = executor.map(build_master_task, [t for _, t in first]) if first else []
-    prog("masters", len(done), len(first))
+    n_masters = len(first) + sum(1 for gid in used if by_id[gid].kind == "flat" and not by_id[gid].master)
+    done = executor.map(build_master_task, [t for _, t in first],
+                        done=lambda k: prog("masters", k, n_masters)) if first else []
     for (gid, t), r in zip(first, done, strict=True):
         paths[gid] = r["path"]
         result.products.append({"kind": "master", "type": by_id[gid].kind, "id": gid,
@@ -225,7 +226,8 @@ def _build_masters(plan: Any, cfg: RunConfig, out: Path, executor: Any, prog: Pr
         df, bi = flat_cal.get(gid, (None, None))
         extra = {"dark": paths.get(df) if df else None, "bias": paths.get(bi) if bi else None}
         second.append((gid, task_for(g, extra)))
-    done = executor.map(build_master_task, [t for _, t in second]) if second else []
+    done = executor.map(build_master_task, [t for _, t in second],
+                        done=lambda k: prog("masters", len(first) + k, n_masters)) if second else []
     for (gid, t), r in zip(second, done, strict=True):
         paths[gid] = r["path"]
         result.products.append({"kind": "master", "type": "flat", "id": gid, "path": r["path"],
@@ -257,8 +259,7 @@ def _calibrate_all(plan: Any, masters: dict[str, str], cfg: RunConfig, work: Pat
                 "_info": f,
             })
     clean = [{k: v for k, v in t.items() if k != "_info"} for t in tasks]
-    records = executor.map(calibrate_task, clean)
-    prog("calibrate", len(records), len(tasks))
+    records = executor.map(calibrate_task, clean, done=lambda k: prog("calibrate", k, len(clean)))
     for t, r in zip(tasks, records, strict=True):
         r["info"] = t["_info"]
         result.products.append({"kind": "calibrated", "path": r["calibrated"], "input": t["path"],
@@ -372,8 +373,7 @@ def _register_all(groups: list[Group], cfg: RunConfig, work: Path, executor: Any
                               "interpolation": cfg.interpolation, "shape": list(shape),
                               "work": str(work)})
                 owners.append(r)
-    done = executor.map(register_task, tasks)
-    prog("register", len(done), len(tasks))
+    done = executor.map(register_task, tasks, done=lambda k: prog("register", k, len(tasks)))
     for r, d in zip(owners, done, strict=True):
         r["registered"] = d.get("registered")
         r["H"] = d.get("H")
@@ -445,8 +445,7 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                           "key": r["registered_key"], "reference": str(target),
                           "ref_key": ref_key, "scale": cfg.ln_scale, "work": str(work)})
             owners.append(r)
-    done = executor.map(ln_task, tasks)
-    prog("normalize", len(done), len(tasks))
+    done = executor.map(ln_task, tasks, done=lambda k: prog("normalize", k, len(tasks)))
     for r, d in zip(owners, done, strict=True):
         r["ln"] = d.get("ln")
         r["ln_info"] = d.get("channels")
