@@ -257,7 +257,7 @@ def _saturated_fraction(plane: np.ndarray) -> float:
 def check_clipping(
     lights: dict[str, np.ndarray], darks: dict[str, np.ndarray], flats: dict[str, np.ndarray],
     *, limit: float = 1e-4, pedestal: Literal["auto"] | float | None = "auto",
-    flat_darks: dict[str, float] | None = None,
+    flat_darks: dict[str, float] | None = None, stride: int = 2,
 ) -> list[Finding]:
     """Lights that go ≤ 0 after dark subtraction; flats saturated or too dark.
 
@@ -277,6 +277,8 @@ def check_clipping(
         a value in DN, or None (no pedestal).
     flat_darks
         Flat path → the level (0..1) its dark-flat or bias will subtract; 0 when unknown.
+    stride
+        Use every ``stride``-th row and column (1 when the arrays are subsampled already).
     """
     from skystack.calibrate import auto_pedestal
 
@@ -288,7 +290,7 @@ def check_clipping(
         dark = darks.get(p)
         if dark is None or np.shape(dark) != light.shape:
             continue
-        diff = (light - dark)[..., ::2, ::2]
+        diff = (light - dark)[..., ::stride, ::stride]
         frac = float(np.mean(diff <= 0))
         if frac > limit:
             clipped.append(p)
@@ -315,7 +317,7 @@ def check_clipping(
     levels = flat_darks or {}
     for p, flat in flats.items():
         f = flat if flat.ndim == 2 else flat.mean(axis=0)
-        sample = f[::2, ::2]
+        sample = f[::stride, ::stride]
         med = float(np.median(sample))
         signal = med - float(levels.get(p, 0.0))
         if _saturated_fraction(sample) > 0.001 or med > 0.9:
@@ -711,25 +713,37 @@ def _spread(items: Sequence[str], k: int) -> list[str]:
 
 def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_frames: int,
                   pedestal: Literal["auto"] | float | None) -> list[Finding]:
+    """Clipping, flat levels and types contradicting pixels, from a few frames per group.
+
+    Only every other row and column is kept (a quarter of the memory: real frames are 100 MB
+    each as float32), and no full frame outlives the statistic taken from it.
+    """
     from skystack.io import read_image
 
-    cache: dict[str, np.ndarray | None] = {}
-
     def pixels(p: str) -> np.ndarray | None:
-        if p not in cache:
-            try:
-                cache[p] = read_image(abspath(p)).data
-            except Exception:  # noqa: BLE001 - unreadable files are reported by the scan
-                cache[p] = None
-        return cache[p]
+        try:
+            return read_image(abspath(p)).data
+        except Exception:  # noqa: BLE001 - unreadable files are reported by the scan
+            return None
+
+    def half(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[..., ::2, ::2])
+
+    levels: dict[tuple[str, ...], np.ndarray | None] = {}
 
     def level(files: list[str]) -> np.ndarray | None:
-        """Median of a few frames of a calibration group (a master is one file); the median
-        keeps a cosmic ray in one dark from passing for a clipped light pixel."""
-        arrs = [a for a in (pixels(f) for f in _spread(files, max(max_frames, 1))) if a is not None]
-        if not arrs or any(a.shape != arrs[0].shape for a in arrs):
-            return None
-        return arrs[0] if len(arrs) == 1 else np.median(np.stack(arrs), axis=0)
+        """Median of a few frames of a calibration group (a master is one file), subsampled;
+        the median keeps a cosmic ray in one dark from passing for a clipped light pixel."""
+        key = tuple(files)
+        if key not in levels:
+            read = (pixels(f) for f in _spread(files, max(max_frames, 1)))
+            halves = [half(a) for a in read if a is not None]
+            if not halves or any(a.shape != halves[0].shape for a in halves):
+                levels[key] = None
+            else:
+                levels[key] = halves[0] if len(halves) == 1 else \
+                    np.median(np.stack(halves), axis=0).astype(np.float32)
+        return levels[key]
 
     frames = {f["path"]: f for f in pj.get("frames", [])}
     # clipping: one light per light group against what calibration will subtract from it
@@ -742,9 +756,6 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
             continue
         seen_groups.add(gid)
         d, b = light.get("dark"), light.get("bias")
-        lp = pixels(light["path"])
-        if lp is None:
-            continue
         ref = None
         if d and d.get("files"):
             dark = level(d["files"])
@@ -757,8 +768,9 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
                     ref = bias + scale * (dark - bias)
         elif b and b.get("files"):
             ref = level(b["files"])
-        if ref is not None:
-            lights_px[light["path"]] = lp
+        lp = pixels(light["path"]) if ref is not None else None
+        if lp is not None and ref is not None:
+            lights_px[light["path"]] = half(lp)
             subtract[light["path"]] = ref
     # flats actually used, a few per flat group, with the level of their own dark-flat/bias
     flats_px: dict[str, np.ndarray] = {}
@@ -774,9 +786,10 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
         for fp in _spread(flat.get("files", []), max_frames):
             px = pixels(fp)
             if px is not None:
-                flats_px[fp] = px
-                flat_levels[fp] = float(np.median(lev[::4, ::4])) if lev is not None else 0.0
-    out = check_clipping(lights_px, subtract, flats_px, pedestal=pedestal, flat_darks=flat_levels)
+                flats_px[fp] = half(px)
+                flat_levels[fp] = float(np.median(lev[..., ::2, ::2])) if lev is not None else 0.0
+    out = check_clipping(lights_px, subtract, flats_px, pedestal=pedestal,
+                         flat_darks=flat_levels, stride=1)
     # pixels contradicting the header type: a few per calibration group and per light group
     sample: list[str] = []
     for g in pj.get("groups", []):
@@ -789,10 +802,10 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
         sample += _spread(members, max_frames)
     for p in dict.fromkeys(sample):
         info = frames.get(p)
-        px = pixels(p)
-        if info is None or px is None or info.get("master"):
+        if info is None or info.get("master"):
             continue
-        hit = pixel_type_conflict(p, info.get("type"), px)
+        px = pixels(p)
+        hit = None if px is None else pixel_type_conflict(p, info.get("type"), px)
         if hit:
             out.append(hit)
     return out
