@@ -119,10 +119,13 @@ def _luminance(img: Image) -> NDArray[np.float32]:
 
 def _default_detector() -> Detector:
     try:
-        from skystack.stars import detect_stars
+        from skystack.stars import DetectionConfig, detect_stars
     except ImportError as err:  # pragma: no cover - the module ships with skystack
         raise SkystackError(f"star detection is unavailable: {err}") from err
-    return detect_stars
+    # Matching needs centroids only: adaptive moments, no PSF fits (faster, and the SNR scale
+    # that the reference choice relies on stays that of the moments).
+    config = DetectionConfig(psf="none")
+    return lambda image: detect_stars(image, config=config)
 
 
 def frame_stars(
@@ -136,7 +139,7 @@ def frame_stars(
         Mono, colour or CFA frame (CFA is debayered for detection, see the module notes).
     detector : callable, optional
         ``image -> catalog`` with arrays ``x``, ``y``, ``flux`` (and optionally ``fwhm``,
-        ``snr``); defaults to :func:`skystack.stars.detect_stars`.
+        ``snr``); defaults to :func:`skystack.stars.detect_stars` without PSF fits.
     max_stars : int
         Keep the stars with the highest SNR (or flux): faint detections on noisy subs are
         mostly noise and only add chance coincidences.
