@@ -16,6 +16,7 @@ from skystack.doctor import (
     DoctorReport,
     Finding,
     check_mosaic_reference,
+    check_type_conflicts,
     diagnose,
     rejection_for_count,
 )
@@ -490,3 +491,27 @@ def test_missing_path_and_no_lights(tmp_path: Path, sim: Path) -> None:
     calib = doctor(sim / DAY / "DARK")
     assert [(f.check, f.severity) for f in calib.findings] == [("no-lights", "warning")]
     assert calib.findings[0].message.startswith("no light frames among the 3 frames found")
+
+
+def test_unknown_types_are_one_finding_and_other_disagreements_notes() -> None:
+    untyped = "type: neither the header nor the path says what kind of frame this is; ..."
+    frames = [{"path": f"/d/f{i}.fits", "warnings": [untyped]} for i in range(3)]
+    frames.append({"path": "/d/g.fits", "warnings": ["filter: the header FILTER says L but "
+                                                      "path token says R; using L"]})
+    found = check_type_conflicts(frames)
+    assert [(f.check, f.severity, len(f.paths)) for f in found] == [
+        ("metadata", "info", 1), ("type-conflict", "warning", 3)]
+    assert found[1].message.startswith("3 frames of unknown type")
+
+
+def test_real_seestar_session_only_lacks_calibration(realdata: Path) -> None:
+    """20 raw Seestar subs (GRBG, no darks or flats): the missing links and nothing else."""
+    report = doctor(realdata / "seestar")
+    subs = sorted(p.relative_to(realdata / "seestar").as_posix()
+                  for p in (realdata / "seestar").rglob("*.fit"))
+    assert len(subs) == 20
+    assert [(f.check, f.severity) for f in report.findings] == [
+        ("links", "error"), ("links", "error"), ("unreadable", "info")]
+    assert all(f.paths == subs for f in report.findings[:2])
+    assert "no darks at all for these 10 s lights" in report.findings[0].message
+    assert "no flat for filter IRCUT" in report.findings[1].message

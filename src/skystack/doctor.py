@@ -541,15 +541,25 @@ def check_type_conflicts(frames: Sequence[Any]) -> list[Finding]:
     Other header-versus-path disagreements the scan resolved are listed as ``metadata`` info.
     """
     out = []
+    unknown: list[str] = []
     for f in frames:
         path = str(_frame_get(f, "path"))
         for w in _frame_get(f, "warnings") or []:
             text = str(w)
-            if text.startswith("type:"):
+            if text.startswith("type: neither"):
+                unknown.append(path)
+            elif text.startswith("type:"):
                 out.append(Finding("type-conflict", "warning",
                                    f"{Path(path).name}: {text[5:].strip()}", [path]))
             else:
                 out.append(Finding("metadata", "info", f"{Path(path).name}: {text}", [path]))
+    if unknown:
+        # one finding, not one per file: a folder of untyped frames is one cause
+        out.append(Finding("type-conflict", "warning",
+                           f"{_plural(len(unknown), 'frame')} of unknown type: neither the header "
+                           "(IMAGETYP) nor the path says what kind of frame each is, so they are "
+                           "not used; put them in Lights/, Darks/, Flats/ or Bias/ folders or add "
+                           "an override.", sorted(unknown)))
     return out
 
 
@@ -665,7 +675,12 @@ def diagnose(
         else:
             findings += check_reference(reference, frame_type=ref_type, data=ref_data)
     if pixel_checks:
-        findings += _pixel_checks(pj, abspath, max_frames=max_pixel_frames, pedestal=pedestal)
+        # "full scale" is only known for ≤16-bit integers and normalized floats; a 32-bit
+        # integer frame's levels say nothing about saturation or illumination
+        wide = {_relativizer(root)(f.path) for f in inv.frames
+                if f.sample_format in ("uint32", "int32", "uint64", "int64")}
+        findings += _pixel_checks(pj, abspath, max_frames=max_pixel_frames, pedestal=pedestal,
+                                  skip_levels=wide)
     rel = _relativizer(root)
     for f in findings:
         f.paths = [rel(p) for p in f.paths]
@@ -712,7 +727,8 @@ def _spread(items: Sequence[str], k: int) -> list[str]:
 
 
 def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_frames: int,
-                  pedestal: Literal["auto"] | float | None) -> list[Finding]:
+                  pedestal: Literal["auto"] | float | None,
+                  skip_levels: set[str] = frozenset()) -> list[Finding]:  # type: ignore[assignment]
     """Clipping, flat levels and types contradicting pixels, from a few frames per group.
 
     Only every other row and column is kept (a quarter of the memory: real frames are 100 MB
@@ -784,7 +800,7 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
         cal = flat.get("dark_flat") or flat.get("bias")
         lev = level(cal["files"]) if cal and cal.get("files") else None
         for fp in _spread(flat.get("files", []), max_frames):
-            px = pixels(fp)
+            px = None if fp in skip_levels else pixels(fp)
             if px is not None:
                 flats_px[fp] = half(px)
                 flat_levels[fp] = float(np.median(lev[..., ::2, ::2])) if lev is not None else 0.0
@@ -802,7 +818,7 @@ def _pixel_checks(pj: dict[str, Any], abspath: Callable[[str], Path], *, max_fra
         sample += _spread(members, max_frames)
     for p in dict.fromkeys(sample):
         info = frames.get(p)
-        if info is None or info.get("master"):
+        if info is None or info.get("master") or p in skip_levels:
             continue
         px = pixels(p)
         hit = None if px is None else pixel_type_conflict(p, info.get("type"), px)
