@@ -360,3 +360,36 @@ def test_seestar_frames_all_register(realdata: Path) -> None:
         assert fr.rms_px < 1.0
         assert abs(fr.H[0, 2] - dx) <= 1.6 and abs(fr.H[1, 2] - dy) <= 1.6
         assert abs(np.linalg.det(fr.H[:2, :2]) - 1) < 0.01  # same optics: no scale change
+
+
+def test_auto_reference_prefers_bin1_and_output_is_on_its_grid(tmp_path: Path) -> None:
+    xy, flux = scene(3)
+    sigma = 2.0  # oversampled at bin 1, as when one bins
+    h_b2 = BIN2  # same pointing; the bin-2 frame covers twice the field in each direction
+    p1 = _write(tmp_path / "b1.fits", render(xy, flux, RS, sigma), XBINNING=1)
+    # the bin-2 frame shows more sky, hence more stars, than the bin-1 frame
+    others = [scene(s) for s in (5, 6, 7)]
+    big_xy = np.vstack([xy] + [o[0] + off for o, off in
+                               zip(others, ([RS[1], 0], [0, RS[0]], [RS[1], RS[0]]), strict=True)])
+    big_flux = np.concatenate([flux] + [o[1] for o in others])
+    big = render(big_xy, big_flux, (RS[0] * 2, RS[1] * 2), sigma)
+    p2 = _write(tmp_path / "b2.fits", bin2(big), XBINNING=2)
+    res = register_frames([p2, p1], out_dir=tmp_path / "out")
+    assert res.reference == str(p1) and "lowest binning" in res.reference_reason
+    t = np.array(res.to_json()["frames"][0]["H"])
+    assert field_error(t, h_b2, (RS[1], RS[0]), (RS[1], RS[0])) <= 0.02
+    assert read_image(tmp_path / "out" / "b2.fits").data.shape == RS
+
+
+def test_cfa_frames_register_and_come_out_debayered(tmp_path: Path) -> None:
+    xy, flux = scene(4)
+    h_true = similarity(3.0, shift=(7.3, -4.6), size=(RS[1], RS[0]))
+    # grey stars: the CFA mosaic of a grey scene is the mono rendering itself
+    p_ref = _write(tmp_path / "r.fits", render(xy, flux, RS, 1.6), BAYERPAT="GRBG")
+    p_a = _write(tmp_path / "a.fits", render(apply_h(h_true, xy), flux, RS, 1.6), BAYERPAT="GRBG")
+    res = register_frames([p_ref, p_a], reference=p_ref, out_dir=tmp_path / "out")
+    assert not res.failed
+    h = res.frames[1].H
+    assert field_error(h, h_true, (RS[1], RS[0]), (RS[1], RS[0])) <= 0.05
+    out = read_image(tmp_path / "out" / "a.fits")
+    assert out.data.shape == (3, *RS) and out.get("BAYERPAT") is None
