@@ -98,13 +98,29 @@ def test_links_darks_at_another_temperature(tmp_path: Path) -> None:
                          "— shoot darks at −10 °C, or raise link.temperature_tolerance (6 lights)")
 
 
-def test_links_darks_of_another_gain(sim: Path) -> None:
+@pytest.mark.parametrize(("card", "value", "words"), [("GAIN", 200, "gain 200 vs 100"),
+                                                       ("XBINNING", 2, "binning 2x1 vs 1x1")])
+def test_links_darks_of_other_camera_settings(sim: Path, card: str, value: int,
+                                              words: str) -> None:
     for p in files(sim, "DARK"):
-        rewrite(p, GAIN=200)
+        rewrite(p, **{card: value})
     f = only(doctor(sim), "links")
     assert f.severity == "error" and f.paths == rel(sim, files(sim, "LIGHT"))
     assert "no dark matches these lights' camera settings" in f.message
-    assert "gain" in f.message and "shoot darks with the lights' settings" in f.message
+    assert words in f.message and "shoot darks with the lights' settings" in f.message
+
+
+def test_links_darks_of_another_exposure(sim: Path) -> None:
+    for p in files(sim, "DARK"):
+        rewrite(p, p.with_name(p.name.replace("60.00s", "30.00s")), EXPOSURE=30.0, EXPTIME=30.0)
+        p.unlink()
+    f = only(doctor(sim), "links")
+    assert f.severity == "warning" and f.paths == rel(sim, files(sim, "LIGHT"))
+    assert "no matching 60 s dark; the nearest 30 s dark is scaled ×2" in f.message
+    for p in files(sim, "BIAS"):      # without a bias the scaling is impossible
+        p.unlink()
+    f = only(doctor(sim), "links")
+    assert f.severity == "error" and "needs a matching bias" in f.message
 
 
 def test_links_flats_from_another_night(tmp_path: Path) -> None:
@@ -200,7 +216,8 @@ def test_mosaic_panels_sharing_one_reference(mosaic: Path) -> None:
 def test_mosaic_without_shared_reference_passes(mosaic: Path, sim: Path) -> None:
     assert doctor(mosaic).by_check("mosaic-reference") == []                       # per-panel refs
     ref = files(sim, "LIGHT")[0]
-    assert doctor(mosaic, reference=ref, local_normalization=False).by_check("mosaic-reference") == []
+    no_ln = doctor(mosaic, reference=ref, local_normalization=False)
+    assert no_ln.by_check("mosaic-reference") == []
     assert doctor(sim, reference=ref).by_check("mosaic-reference") == []           # one panel
 
 
@@ -245,7 +262,8 @@ def test_clipping_lights_without_pedestal(faint: Path) -> None:
 def test_clipping_lights_with_a_pedestal_are_only_noted(faint: Path, base: Path) -> None:
     _, need = _need(faint)
     auto = only(doctor(faint), "clipping")
-    assert auto.severity == "info" and f"automatic output pedestal (about {need:.0f} DN)" in auto.message
+    assert auto.severity == "info"
+    assert f"automatic output pedestal (about {need:.0f} DN)" in auto.message
     assert only(doctor(faint, pedestal=need), "clipping").severity == "info"
     assert doctor(faint).exit_code == 0
     assert doctor(base, pedestal=None).by_check("clipping") == []   # 60 s of sky: no clipping
@@ -487,7 +505,8 @@ def test_missing_path_and_no_lights(tmp_path: Path, sim: Path) -> None:
     report = doctor(missing)
     assert [(f.check, f.severity) for f in report.findings] == [("no-lights", "error"),
                                                                 ("unreadable", "error")]
-    assert report.by_check("unreadable")[0].message == f"{missing}: no such file or folder — check the path."
+    assert report.by_check("unreadable")[0].message == \
+        f"{missing}: no such file or folder — check the path."
     calib = doctor(sim / DAY / "DARK")
     assert [(f.check, f.severity) for f in calib.findings] == [("no-lights", "warning")]
     assert calib.findings[0].message.startswith("no light frames among the 3 frames found")

@@ -102,7 +102,8 @@ class DoctorReport:
 
     def to_json(self) -> dict[str, Any]:
         """``{"version": 1, "exit_code": .., "counts": {...}, "findings": [...]}``."""
-        counts = {s: len(self.by_severity(s)) for s in ("error", "warning", "info")}  # type: ignore[arg-type]
+        sevs: tuple[Severity, ...] = ("error", "warning", "info")
+        counts = {s: len(self.by_severity(s)) for s in sevs}
         return {"version": 1, "exit_code": self.exit_code, "counts": counts,
                 "findings": [f.to_json() for f in self.findings]}
 
@@ -577,7 +578,8 @@ def pixel_type_conflict(path: str, frame_type: str | None, data: np.ndarray) -> 
     if frame_type == "flat" and looks_dark:
         return Finding("type-conflict", "warning",
                        f"{Path(path).name}: labelled flat but its pixels look like a dark or bias "
-                       f"(median {med:.1%} of full scale, no illumination); check the file.", [path])
+                       f"(median {med:.1%} of full scale, no illumination); check the file.",
+                       [path])
     if frame_type == "light" and looks_flat and med > 0.3:
         return Finding("type-conflict", "warning",
                        f"{Path(path).name}: labelled light but it is evenly bright at {med:.0%} of "
