@@ -125,12 +125,20 @@ def check_links(plan_json: dict[str, Any]) -> list[Finding]:
     Problems about CFA (colour lights with mono flats or the reverse) are reported as ``cfa``.
     """
     grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    # A library with no frames of a calibration type at all (a Seestar session has no darks or
+    # flats) is processed without that calibration, as WBPP does: a warning, not a stop.
+    present = {f.get("type") for f in plan_json.get("frames", [])}
     for light in plan_json.get("lights", []):
         for prob in light.get("problems", []):
             link = prob.get("link", "?")
             check = "cfa" if "CFA" in prob.get("message", "") else "links"
-            grouped[(check, prob.get("severity", "warning"), f"{link}: {prob['message']}")].append(
-                light["path"])
+            sev = prob.get("severity", "warning")
+            if sev == "error" and link in ("dark", "flat") and light.get(link) is None \
+                    and link not in present:
+                sev = "warning"
+                prob = {**prob, "message": prob["message"] + f" (no {link} frames anywhere in the "
+                        f"input: the lights are processed without {link} calibration)"}
+            grouped[(check, sev, f"{link}: {prob['message']}")].append(light["path"])
     out = []
     for (check, sev, msg), paths in grouped.items():
         out.append(Finding(check, "error" if sev == "error" else "warning",

@@ -126,7 +126,8 @@ def run_pipeline(
     link_cfg = LinkConfig.from_mapping(cfg.link) if cfg.link else None
     plan = link(inv.frames, config=link_cfg, root=inv.root, rejected=inv.rejected)
     report = diagnose(paths, inventory=inv, plan=plan, reference=cfg.ln_reference,
-                      local_normalization=cfg.local_normalization, rejection=cfg.rejection)
+                      local_normalization=cfg.local_normalization, rejection=cfg.rejection,
+                      pedestal=cfg.pedestal, link_config=link_cfg)
     result.doctor = [f.to_json() for f in report.findings]
     for f in report.findings:
         say(f"doctor {f.severity}: [{f.check}] {f.message}")

@@ -23,7 +23,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:22px} h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f4f4f4} td.l,th.l{text-align:left} tr.rej td{background:#fdecea}
-.err{color:#b00020} .warn{color:#a15c00} .ok{color:#2e7d32} .small{font-size:12px;color:#555}
+.err{color:#b00020} .warn{color:#a15c00} .note{color:#555} .ok{color:#2e7d32} .small{font-size:12px;color:#555}
 .previews img{max-width:460px;margin:4px;border:1px solid #ccc} .plots img{max-width:720px}
 """
 
@@ -137,7 +137,7 @@ def render_report(run: dict[str, Any], *, link_fragment: str = "",
     else:
         parts.append("<ul>")
         for f in doc:
-            cls = "err" if f["severity"] == "error" else "warn"
+            cls = {"error": "err", "warning": "warn"}.get(f["severity"], "note")
             parts.append(f"<li class='{cls}'>[{e(f['check'])}] {e(f['message'])}</li>")
         parts.append("</ul>")
     # link diagram
