@@ -25,7 +25,7 @@ class RunConfig:
     pedestal: Literal["auto"] | float | None = "auto"
     cosmetic: bool = True
     optimize_dark: bool = False
-    debayer: Literal["vng", "bilinear", "superpixel"] = "vng"
+    debayer: Literal["rcd", "gradient", "bilinear", "superpixel"] = "rcd"
     # measurement and selection
     weighting: str = "psf_signal"
     #: weights of the integration: "noise" (inverse variance — the best SNR, the default) or the

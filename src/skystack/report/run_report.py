@@ -32,7 +32,9 @@ def stretch(image: np.ndarray, *, target: float = 0.25, shadows: float = -2.8) -
     """Auto stretch for display (midtones transfer, like PixInsight's STF): float in [0, 1]."""
     img = np.asarray(image, np.float64)
     if img.ndim == 3:
-        img = np.moveaxis(img, 0, -1)
+        # unlinked: each channel on its own median, so the sky comes out neutral (raw OSC data
+        # is green-heavy until it is colour-calibrated)
+        return np.stack([stretch(c, target=target, shadows=shadows) for c in img], axis=-1)
     finite = img[np.isfinite(img) & (img > 0)]
     if finite.size == 0:
         return np.zeros(img.shape, np.float64)
