@@ -156,19 +156,22 @@ def _normalizer(p: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.array([[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]])
 
 
-def _fit_similarity(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.float64]:
+def _fit_similarity(src: NDArray[np.float64], dst: NDArray[np.float64],
+                    weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     # Least squares in complex numbers: dst = a·src + b (proper) or a·conj(src) + b (mirrored);
     # keep whichever fits better, so a flipped frame needs no special case.
     zs = src[:, 0] + 1j * src[:, 1]
     zd = dst[:, 0] + 1j * dst[:, 1]
+    wt = np.ones(len(zs)) if weights is None else weights
     best = None
     for mirror in (False, True):
         z = np.conj(zs) if mirror else zs
-        zc, dc = z - z.mean(), zd - zd.mean()
-        den = float(np.sum(np.abs(zc) ** 2))
-        a = complex(np.sum(np.conj(zc) * dc) / den) if den > 0 else 1.0 + 0j
-        b = zd.mean() - a * z.mean()
-        cost = float(np.sum(np.abs(a * z + b - zd) ** 2))
+        zm, dm = np.average(z, weights=wt), np.average(zd, weights=wt)
+        zc, dc = z - zm, zd - dm
+        den = float(np.sum(wt * np.abs(zc) ** 2))
+        a = complex(np.sum(wt * np.conj(zc) * dc) / den) if den > 0 else 1.0 + 0j
+        b = dm - a * zm
+        cost = float(np.sum(wt * np.abs(a * z + b - zd) ** 2))
         if best is None or cost < best[0] - 1e-12:
             best = (cost, mirror, a, b)
     assert best is not None
@@ -179,18 +182,21 @@ def _fit_similarity(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArr
     )
 
 
-def _fit_affine(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.float64]:
+def _fit_affine(src: NDArray[np.float64], dst: NDArray[np.float64],
+                weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     ts, td = _normalizer(src), _normalizer(dst)
     s = apply_h(ts, src)
     d = apply_h(td, dst)
     a = np.column_stack([s, np.ones(len(s))])
-    coef = np.linalg.solve(a.T @ a, a.T @ d)
+    sw = np.ones(len(s)) if weights is None else np.sqrt(weights)
+    coef = np.linalg.solve((a * sw[:, None]).T @ (a * sw[:, None]), (a * sw[:, None]).T @ (d * sw[:, None]))
     hn = np.eye(3)
     hn[:2, :] = coef.T
     return np.linalg.solve(td, hn @ ts)
 
 
-def _fit_projective(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.float64]:
+def _fit_projective(src: NDArray[np.float64], dst: NDArray[np.float64],
+                    weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     # Normalized DLT for a start, then Gauss-Newton on the geometric (frame-pixel) error, which
     # is what the residuals and the registration accuracy are measured in.
     ts, td = _normalizer(src), _normalizer(dst)
@@ -204,22 +210,26 @@ def _fit_projective(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArr
     a[1::2] = np.column_stack([z, z, z, x, y, o, -v * x, -v * y, -v])
     # smallest eigenvector of AᵀA (9×9) = last right singular vector of A; far cheaper than an
     # SVD of the 2N×9 matrix, and well conditioned after the normalization above
-    _, vecs = np.linalg.eigh(a.T @ a)
+    sw = np.ones(n) if weights is None else np.sqrt(weights)
+    sw2 = np.repeat(sw, 2)
+    _, vecs = np.linalg.eigh((a * sw2[:, None]).T @ (a * sw2[:, None]))
     hn = vecs[:, 0].reshape(3, 3)
     if abs(hn[2, 2]) < 1e-12:
-        return _fit_affine(src, dst)
+        return _fit_affine(src, dst, weights)
     hn = hn / hn[2, 2]
     p = hn.ravel()[:8].copy()
     for _ in range(8):
         w = p[6] * x + p[7] * y + 1.0
         pu = (p[0] * x + p[1] * y + p[2]) / w
         pv = (p[3] * x + p[4] * y + p[5]) / w
-        r = np.concatenate([pu - u, pv - v])
+        swc = np.concatenate([sw, sw])
+        r = np.concatenate([pu - u, pv - v]) * swc
         j = np.zeros((2 * n, 8))
         j[:n, 0], j[:n, 1], j[:n, 2] = x / w, y / w, 1.0 / w
         j[:n, 6], j[:n, 7] = -pu * x / w, -pu * y / w
         j[n:, 3], j[n:, 4], j[n:, 5] = x / w, y / w, 1.0 / w
         j[n:, 6], j[n:, 7] = -pv * x / w, -pv * y / w
+        j *= swc[:, None]
         try:
             step = np.linalg.solve(j.T @ j, -(j.T @ r))
         except np.linalg.LinAlgError:
@@ -231,7 +241,8 @@ def _fit_projective(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArr
     return np.linalg.solve(td, hn @ ts)
 
 
-def fit_model(src: ArrayLike, dst: ArrayLike, model: str = "projective") -> NDArray[np.float64]:
+def fit_model(src: ArrayLike, dst: ArrayLike, model: str = "projective", *,
+              weights: ArrayLike | None = None) -> NDArray[np.float64]:
     """Least-squares transform of ``model`` mapping ``src`` points onto ``dst`` points.
 
     Parameters
@@ -240,6 +251,9 @@ def fit_model(src: ArrayLike, dst: ArrayLike, model: str = "projective") -> NDAr
         Corresponding positions (reference and frame pixels for a registration ``H``).
     model : {"shift", "similarity", "affine", "projective"}
         Similarity allows a reflection (mirror flip) when it fits better.
+    weights : array_like, shape (N,), optional
+        Relative weights of the pairs (e.g. from star brightness: bright stars have precise
+        centroids); equal weights when omitted.
 
     Returns
     -------
@@ -252,15 +266,16 @@ def fit_model(src: ArrayLike, dst: ArrayLike, model: str = "projective") -> NDAr
         raise ConfigError(_unknown_model(model))
     if len(s) < _MIN_POINTS[model] or len(s) != len(d):
         raise ValueError(f"{model} needs at least {_MIN_POINTS[model]} point pairs, got {len(s)}")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if model == "shift":
         h = np.eye(3)
-        h[:2, 2] = (d - s).mean(axis=0)
+        h[:2, 2] = np.average(d - s, axis=0, weights=w)
     elif model == "similarity":
-        h = _fit_similarity(s, d)
+        h = _fit_similarity(s, d, w)
     elif model == "affine":
-        h = _fit_affine(s, d)
+        h = _fit_affine(s, d, w)
     else:
-        h = _fit_projective(s, d)
+        h = _fit_projective(s, d, w)
     return h / h[2, 2]
 
 
@@ -456,6 +471,24 @@ def _as_xy(xy: ArrayLike, name: str) -> NDArray[np.float64]:
     return a
 
 
+def _pair_weights(ref_flux: ArrayLike | None, frame_flux: ArrayLike | None,
+                  ri: NDArray[np.intp], fi: NDArray[np.intp]) -> NDArray[np.float64] | None:
+    """Fit weights ∝ the fainter star's flux of each pair, capped at 20× the median.
+
+    A centroid's error falls with the star's brightness (∝ 1/flux on the sky background, ∝
+    1/√flux when the star's own photons dominate); flux is between the two, and the cap keeps
+    a few bright stars from deciding the fit alone.
+    """
+    if ref_flux is None or frame_flux is None:
+        return None
+    rf = np.asarray(ref_flux, dtype=np.float64)[ri]
+    ff = np.asarray(frame_flux, dtype=np.float64)[fi]
+    f = np.minimum(rf / max(np.median(rf), 1e-30), ff / max(np.median(ff), 1e-30))
+    if not np.all(np.isfinite(f)) or np.any(f <= 0):
+        return None
+    return np.minimum(f, 20.0)
+
+
 def find_transform(
     frame_xy: ArrayLike,
     ref_xy: ArrayLike,
@@ -588,7 +621,9 @@ def find_transform(
             stars_matched=n,
         )
     fitted = _model_for(n, model)
-    h = fit_model(ref[pairs[:, 0]], frm[pairs[:, 1]], fitted)
+    h = fit_model(ref[pairs[:, 0]], frm[pairs[:, 1]], fitted,
+                  weights=_pair_weights(ref_flux, frame_flux, r_order[pairs[:, 0]],
+                                        f_order[pairs[:, 1]]))
     resid = _rms(h, ref[pairs[:, 0]], frm[pairs[:, 1]])
     # report the residual in reference pixels: divide by the local frame/reference scale
     jac = h[:2, :2] - np.outer(h[:2, 2], h[2, :2])
