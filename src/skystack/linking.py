@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from skystack.errors import ConfigError
-from skystack.metadata import FrameInfo
+from skystack.metadata import FrameInfo, normalize_filter
 
 __all__ = [
     "LINK_KINDS",
@@ -172,32 +172,7 @@ def _override_from_mapping(data: Any, index: int) -> LinkOverride:
 
 
 # ---------------------------------------------------------------------------------------------
-# filter names
-
-# Fallback alias table, used only when skystack.metadata has no normalize_filter yet.
-_FILTER_ALIASES = {
-    "ha": "Ha", "halpha": "Ha", "h-alpha": "Ha", "h_alpha": "Ha", "h alpha": "Ha", "hα": "Ha",
-    "oiii": "OIII", "o3": "OIII", "o-iii": "OIII", "sii": "SII", "s2": "SII", "s-ii": "SII",
-    "hb": "Hb", "hbeta": "Hb", "h-beta": "Hb", "nii": "NII", "n2": "NII",
-    "l": "L", "lum": "L", "luminance": "L", "clear": "L",
-    "r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B",
-}
-
-
-def normalize_filter(name: str | None) -> str | None:
-    """Canonical filter name (``"H-alpha"`` → ``"Ha"``); uses the metadata table when present."""
-    if name is None:
-        return None
-    try:
-        from skystack import metadata
-
-        fn = getattr(metadata, "normalize_filter", None)
-    except ImportError:  # pragma: no cover
-        fn = None
-    if fn is not None:
-        return fn(name)
-    key = name.strip()
-    return _FILTER_ALIASES.get(key.casefold(), key)
+# filter names (one alias table: skystack.metadata.normalize_filter)
 
 
 def _filter_key(name: str | None) -> str | None:
