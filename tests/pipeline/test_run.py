@@ -47,6 +47,8 @@ def test_outputs_as_design_says(first_run: Path) -> None:
     kinds = {p["type"] for p in run["products"] if p["kind"] == "master"}
     assert {"dark", "dark_flat", "flat"} <= kinds  # exact darks: no bias needed
     assert run["link_plan"]["version"] == 1
+    lights_in = {p for g in run["groups"] for p in g["inputs"]}
+    assert lights_in and all(run["input_hashes"][p].startswith("sha256:") for p in lights_in)
     for g in run["groups"]:
         assert g["frames"] >= 3
         assert g["registration_reference"] is not None

@@ -149,8 +149,11 @@ def run_pipeline(
         executor.close()
 
     result.decisions.sort(key=lambda d: json.dumps(d, sort_keys=True, default=json_default))
+    used = sorted({p for prod in result.products for p in ([prod.get("input")] + list(prod.get("inputs") or []))
+                   if p})
     run_json = {
         "version": 1,
+        "input_hashes": {p: "sha256:" + file_digest(p) for p in used if Path(p).is_file()},
         "software": {"skystack": __version__, "python": platform.python_version(),
                      "numpy": np.__version__},
         "inputs": [str(p) for p in paths],
