@@ -41,6 +41,7 @@ __all__ = [
     "mrs_noise",
     "flat_scale",
     "calibrate_files",
+    "output_stem",
 ]
 
 DN = 65535.0
@@ -246,13 +247,22 @@ def _neighbour_extrema(
 def find_defects_in_light(
     data: NDArray[np.float32], *, sigma: float = 8.0, cfa: bool = False, noise: float | None = None
 ) -> NDArray[np.bool_]:
-    """Isolated hot/cold pixels in a frame: above (below) every same-colour neighbour by ``sigma``·noise.
+    """Isolated hot/cold pixels in a frame: above (below) every same-colour neighbour by
+    ``sigma``·noise, and not part of a star.
 
-    A hot pixel stands above its brightest neighbour by far more than the neighbours spread among
-    themselves; a star's peak does not: its neighbours fall off smoothly, so the step from the
-    peak to the brightest neighbour is at most ~2× the neighbours' own range for any star with
-    FWHM ≥ 2 px. Requiring both the noise threshold and a step of 2.5× the neighbour range keeps
-    stars intact.
+    Mono: a hot pixel stands above its brightest neighbour by far more than the neighbours
+    spread among themselves; a star's peak does not: its neighbours fall off smoothly, so the step
+    from the peak to the brightest neighbour is at most ~2× the neighbours' own range for any star
+    with FWHM ≥ 2 px. Requiring both the noise threshold and a step of 2.5× the neighbour range
+    keeps stars intact.
+
+    CFA: the same-colour neighbours are 2 px away, where a sharp star (FWHM 2–3 px, as on a
+    Seestar) has already fallen to a fifth of its peak, so the range rule would flag star cores.
+    The 8 touching pixels decide instead, each against the local level of its own colour: a star
+    lights them (the brightest by ≥ ~20 % of the peak's step even for FWHM 1.3 px, as on the
+    sharpest Seestar subs), a hot pixel or cosmic-ray hit leaves them at the background — a hot
+    pixel is one whose touching pixels are all raised by less than max(10 % of its step,
+    3 noise sigmas). Cold pixels keep the range rule.
     """
     step = 2 if cfa else 1
     hi, lo = _neighbour_extrema(data, step)
@@ -262,7 +272,27 @@ def find_defects_in_light(
     spread = np.float32(2.5) * (hi - lo)
     up = data - hi
     down = lo - data
-    return ((up > thr) & (up > spread)) | ((down > thr) & (down > spread))
+    found = (down > thr) & (down > spread)
+    if not cfa:
+        return found | ((up > thr) & (up > spread))
+    ys, xs = np.nonzero(up > thr)
+    if ys.size:
+        h, w = data.shape
+        ring = [(dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) if dy or dx]
+
+        def at(dy: int, dx: int) -> NDArray[np.float32]:
+            return data[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+
+        def background(dy: int, dx: int) -> NDArray[np.float32]:
+            # local level of the colour at (dy, dx): its same-colour ring
+            return np.median(np.stack([at(dy + a, dx + b) for a, b in ring]), axis=0)
+
+        step_up = data[ys, xs] - background(0, 0)
+        raise_ = np.stack([at(dy, dx) - background(dy, dx)
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]).max(axis=0)
+        lone = raise_ < np.maximum(0.1 * step_up, 3.0 * float(noise))
+        found[ys[lone], xs[lone]] = True
+    return found
 
 
 def repair_pixels(
@@ -376,11 +406,19 @@ def calibrate_frame(
                 dark_thermal, hot_sigma=cfg.hot_sigma, cold_sigma=cfg.cold_sigma
             )
         pre = bad | hot | cold
-        repaired = repair_pixels(out, pre, cfa=cfa_pattern is not None)
-        defects = find_defects_in_light(repaired, sigma=cfg.light_sigma, cfa=cfa_pattern is not None)
-        defects &= ~pre
-        n_frame = int(defects.sum())
-        out = repair_pixels(repaired, defects, cfa=cfa_pattern is not None) if n_frame else repaired
+        is_cfa = cfa_pattern is not None
+        out = repair_pixels(out, pre, cfa=is_cfa)
+        noise = None
+        for _ in range(2):  # a second pass finds the partner of a hot pair (it was hidden by it)
+            if noise is None:
+                noise = mrs_noise(out[::2, ::2]) if is_cfa else mrs_noise(out)
+            defects = find_defects_in_light(out, sigma=cfg.light_sigma, cfa=is_cfa, noise=noise)
+            defects &= ~pre
+            if not defects.any():
+                break
+            n_frame += int(defects.sum())
+            pre = pre | defects
+            out = repair_pixels(out, defects, cfa=is_cfa)
     elif bad.any():
         out[bad] = 0.0  # "no data": never a division by a near-zero flat
 
@@ -404,6 +442,21 @@ def calibrate_frame(
         defects_in_frame=n_frame,
         notes=notes,
     )
+
+
+def output_stem(path: str | Path) -> str:
+    """A file's name without its image suffixes (``a.fits.gz`` → ``a``), dots elsewhere kept:
+    ``Light_M_94_10.0s_IRCUT_…-212046.fit`` → ``Light_M_94_10.0s_IRCUT_…-212046``."""
+    name = Path(path).name
+    for suffix in (".gz", ".fz", ".bz2"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and ext.lower() in _IMAGE_EXT else name
+
+
+_IMAGE_EXT = frozenset({"fits", "fit", "fts", "xisf", "tif", "tiff", "cr2", "cr3", "nef", "arw",
+                        "dng", "raf", "orf", "rw2", "pef"})
 
 
 def calibrate_files(
@@ -469,7 +522,7 @@ def calibrate_files(
         if res.dark_scale is not None:
             img.set("DARKSCAL", round(res.dark_scale, 6), "dark scale factor k")
         img.set("COSMCORR", res.repaired, "pixels repaired by cosmetic correction")
-        target = out_dir / (Path(path).name.split(".")[0] + suffix + ".fits")
+        target = out_dir / (output_stem(path) + suffix + ".fits")
         write_image(target, img, sample_format="float32")
         results.append((target, res))
     return results

@@ -24,6 +24,7 @@ def _luminance(data):  # noqa: ANN001, ANN202
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from skystack.calibrate import output_stem
     from skystack.errors import ImageReadError
     from skystack.io import Image, read_header, read_image, write_image
     from skystack.metadata import frame_info
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         img.data = np.clip(out, 0, 1).astype(np.float32)
         img.sample_format = "float32"
-        target = args.output / (p.name.split(".")[0] + "_n.fits")
+        target = args.output / (output_stem(p) + "_n.fits")
         write_image(target, img)
         entry["output"] = str(target)
         report.append(entry)
