@@ -137,5 +137,7 @@ def test_kill_minus_nine_then_resume_is_bit_identical(first_run: Path, night: Pa
 def test_dask_run_equals_local_run(first_run: Path, night: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     out = tmp_path / "dask"
-    run_pipeline([night], out, config=RunConfig(jobs=2, executor="dask-local"), log=lambda m: None)
+    # a small memory budget: integration runs as several row-band tasks on the workers
+    run_pipeline([night], out, config=RunConfig(jobs=2, executor="dask-local", memory="1M"),
+                 log=lambda m: None)
     assert _products(out) == _products(first_run)

@@ -20,11 +20,16 @@ from skystack.integrate.config import (
     choose_rejection,
 )
 from skystack.integrate.engine import (
+    BandResult,
     FrameStats,
     IntegrationError,
+    IntegrationPlan,
     IntegrationResult,
+    assemble_bands,
     integrate,
+    integrate_rows,
     parse_memory,
+    prepare_integration,
 )
 from skystack.integrate.io import BandNormalizer
 
@@ -37,6 +42,11 @@ __all__ = [
     "IntegrationError",
     "choose_rejection",
     "parse_memory",
+    "IntegrationPlan",
+    "BandResult",
+    "prepare_integration",
+    "integrate_rows",
+    "assemble_bands",
     "COMBINES",
     "REJECTIONS",
     "NORMALIZATIONS",

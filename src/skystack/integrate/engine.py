@@ -26,7 +26,8 @@ from skystack.integrate.config import IntegrationConfig
 from skystack.integrate.io import BandNormalizer, FrameSource, open_sources
 
 __all__ = ["integrate", "IntegrationResult", "FrameStats", "parse_memory", "IntegrationError",
-           "frame_statistics", "SAMPLE_PIXELS"]
+           "frame_statistics", "SAMPLE_PIXELS", "IntegrationPlan", "BandResult",
+           "prepare_integration", "integrate_rows", "assemble_bands"]
 
 #: Pixels per frame used for statistics (rows spread evenly over the frame).
 SAMPLE_PIXELS = 1 << 18
@@ -284,8 +285,52 @@ def integrate(
                 s.close()
 
 
-def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
-               ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
+@dataclass
+class IntegrationPlan:
+    """Everything pass 1 decided: per-frame coefficients, kernel parameters and the band height.
+
+    Small and picklable, so row bands can be integrated anywhere (a Dask worker) with exactly the
+    numbers a local run uses — the results are bit-identical however the bands are spread.
+    """
+
+    shape: tuple[int, int, int]
+    n: int
+    cfg: IntegrationConfig
+    loc: NDArray[np.float64]
+    scale: NDArray[np.float64]
+    noise: NDArray[np.float64]
+    wts: NDArray[np.float64]
+    coeffs: list[dict[str, NDArray[np.float64]]]
+    params: list[KernelParams]
+    lam: NDArray[np.float64]
+    rows: int
+    halo: int
+    names: list[str]
+    pedestals: list[float]
+    mono: bool
+
+    def bands(self) -> list[tuple[int, int]]:
+        """Row ranges [r0, r1) of the bands."""
+        h = self.shape[1]
+        return [(r0, min(h, r0 + self.rows)) for r0 in range(0, h, self.rows)]
+
+
+@dataclass
+class BandResult:
+    """One band's output rows and per-frame sample counts (valid, rejected low, high)."""
+
+    r0: int
+    r1: int
+    image: NDArray[np.float32]
+    nlow: NDArray[np.uint16]
+    nhigh: NDArray[np.uint16]
+    cov: NDArray[np.uint16]
+    counts: NDArray[np.int64]
+
+
+def _prepare(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
+             ln_given: bool, budget: int) -> IntegrationPlan:
+    """Pass 1: statistics, normalization and weights, kernel parameters, band height."""
     from skystack.integrate._reference import esd_critical_values, linfit_spread_table
 
     shape = sources[0].shape
@@ -302,7 +347,7 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     loc, scale, noise, sample = frame_statistics(
         sources, keep_sample=cfg.rejection == "averaged-sigma")
     ped = np.array([s.pedestal for s in sources])
-    if ln is None:
+    if not ln_given:
         ra, rb = _affine(cfg.rejection_normalization, loc, scale, cfg.reference)
         oa, ob = _affine(cfg.normalization, loc, scale, cfg.reference)
         # fold the pedestal in: a·(x − p) + b
@@ -344,56 +389,124 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                            max_count=cfg.max_count, esd_outliers=cfg.esd_outliers,
                            esd_low_relaxation=cfg.esd_low_relaxation, poisson_gain=gains[ch])
               for ch in range(c)]
-    del sample
+    halo = (2 ** cfg.large_scale_layers + 1) // 2 + cfg.large_scale_growth if cfg.large_scale else 0
+    rows = _band_rows(budget, n=n, c=c, h=h, w=w, large_scale=cfg.large_scale, halo=halo)
+    return IntegrationPlan(shape=(c, h, w), n=n, cfg=cfg, loc=loc, scale=scale, noise=noise,
+                           wts=wts, coeffs=coeffs, params=params, lam=lam, rows=rows, halo=halo,
+                           names=[s.name for s in sources], pedestals=[float(p) for p in ped],
+                           mono=all(getattr(s, "ndim", 3) == 2 for s in sources))
 
+
+def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1: int,
+                    ln: Sequence[BandNormalizer] | None,
+                    buffers: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
+                    ) -> BandResult:
+    """Pass 2 for rows [r0, r1): gather the band from every frame and run the kernel."""
+    c, h, w = plan.shape
+    n, halo, cfg = plan.n, plan.halo, plan.cfg
+    a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
+    nr = a1 - a0
+    if buffers is None:
+        buffers = (np.empty(c * n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
+    flat, tmp = buffers
+    buf = flat[: c * n * nr * w].reshape(c, n, nr, w)
+    for i, src in enumerate(sources):
+        band = tmp[:, :nr]
+        src.read_rows(a0, a1, band)
+        if ln is not None:
+            nodata = (band != band) | (band == 0)
+            band = np.asarray(ln[i].apply(band if c > 1 else band[0], a0), np.float32)
+            band = band.reshape(c, nr, w)
+            band = np.where(nodata, np.float32(np.nan), band)
+        buf[:, i] = band
+    out = BandResult(r0, r1, np.zeros((c, r1 - r0, w), np.float32),
+                     np.zeros((c, r1 - r0, w), np.uint16), np.zeros((c, r1 - r0, w), np.uint16),
+                     np.zeros((c, r1 - r0, w), np.uint16), np.zeros((n, 3), np.int64))
+    for ch in range(c):
+        stack = buf[ch].reshape(n, nr * w)
+        if not cfg.large_scale:
+            out.counts += _run_kernel(stack, plan.coeffs[ch], plan.params[ch], plan.lam,
+                                      out.image[ch].reshape(-1), out.nlow[ch].reshape(-1),
+                                      out.nhigh[ch].reshape(-1), out.cov[ch].reshape(-1))
+            continue
+        out.counts += _large_scale_band(stack, plan.coeffs[ch], plan.params[ch], plan.lam, cfg,
+                                        n=n, nr=nr, w=w, core=(r0 - a0, r1 - a0),
+                                        image=out.image[ch], nlow=out.nlow[ch],
+                                        nhigh=out.nhigh[ch], cov=out.cov[ch])
+    return out
+
+
+def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult]) -> IntegrationResult:
+    """Put band results together into the integrated image, maps and per-frame statistics."""
+    c, h, w = plan.shape
     image = np.zeros((c, h, w), np.float32)
     nlow = np.zeros((c, h, w), np.uint16)
     nhigh = np.zeros((c, h, w), np.uint16)
     cov = np.zeros((c, h, w), np.uint16)
-    counts = np.zeros((n, 3), np.int64)
-    halo = (2 ** cfg.large_scale_layers + 1) // 2 + cfg.large_scale_growth if cfg.large_scale else 0
-    rows = _band_rows(budget, n=n, c=c, h=h, w=w, large_scale=cfg.large_scale, halo=halo)
-    flat = np.empty(c * n * min(h, rows + 2 * halo) * w, np.float32)
-    tmp = np.empty((c, min(h, rows + 2 * halo), w), np.float32)
-    bands = 0
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
-        nr = a1 - a0
-        buf = flat[: c * n * nr * w].reshape(c, n, nr, w)
-        for i, src in enumerate(sources):
-            band = tmp[:, :nr]
-            src.read_rows(a0, a1, band)
-            if ln is not None:
-                nodata = (band != band) | (band == 0)
-                band = np.asarray(ln[i].apply(band if c > 1 else band[0], a0), np.float32)
-                band = band.reshape(c, nr, w)
-                band = np.where(nodata, np.float32(np.nan), band)
-            buf[:, i] = band
-        for ch in range(c):
-            stack = buf[ch].reshape(n, nr * w)
-            if not cfg.large_scale:
-                counts += _run_kernel(stack, coeffs[ch], params[ch], lam,
-                                      image[ch, r0:r1].reshape(-1), nlow[ch, r0:r1].reshape(-1),
-                                      nhigh[ch, r0:r1].reshape(-1), cov[ch, r0:r1].reshape(-1))
-                continue
-            counts += _large_scale_band(stack, coeffs[ch], params[ch], lam, cfg, n=n, nr=nr, w=w,
-                                        core=(r0 - a0, r1 - a0), image=image[ch, r0:r1],
-                                        nlow=nlow[ch, r0:r1], nhigh=nhigh[ch, r0:r1],
-                                        cov=cov[ch, r0:r1])
-        bands += 1
-
+    counts = np.zeros((plan.n, 3), np.int64)
+    for b in bands:
+        image[:, b.r0:b.r1] = b.image
+        nlow[:, b.r0:b.r1] = b.nlow
+        nhigh[:, b.r0:b.r1] = b.nhigh
+        cov[:, b.r0:b.r1] = b.cov
+        counts += b.counts
     stats = []
-    for i, src in enumerate(sources):
+    for i, name in enumerate(plan.names):
         valid = int(counts[i, 0])
-        stats.append(FrameStats(name=src.name, location=loc[i], scale=scale[i], noise=noise[i],
-                                weight=wts[i], pedestal=float(src.pedestal), valid=valid,
+        stats.append(FrameStats(name=name, location=plan.loc[i], scale=plan.scale[i],
+                                noise=plan.noise[i], weight=plan.wts[i],
+                                pedestal=plan.pedestals[i], valid=valid,
                                 rejected_low=counts[i, 1] / valid if valid else 0.0,
                                 rejected_high=counts[i, 2] / valid if valid else 0.0))
-    if all(getattr(s, "ndim", 3) == 2 for s in sources):
+    if plan.mono:
         image, nlow, nhigh, cov = image[0], nlow[0], nhigh[0], cov[0]
     return IntegrationResult(image=image, low_rejected=nlow, high_rejected=nhigh, coverage=cov,
-                             stats=stats, config=cfg, bands=bands, band_rows=rows)
+                             stats=stats, config=plan.cfg, bands=len(bands), band_rows=plan.rows)
+
+
+def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
+               ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
+    plan = _prepare(sources, cfg, weights, ln is not None, budget)
+    c, h, w = plan.shape
+    nr = min(h, plan.rows + 2 * plan.halo)
+    buffers = (np.empty(c * plan.n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
+    return _assemble(plan, [_integrate_band(sources, plan, r0, r1, ln, buffers)
+                            for r0, r1 in plan.bands()])
+
+
+def prepare_integration(frames: Sequence[str | Path], *, config: IntegrationConfig | None = None,
+                        weights: Any = None, local_normalization: bool = False,
+                        memory: int | str | None = None) -> IntegrationPlan:
+    """Pass 1 only, for integrating row bands elsewhere (see :func:`integrate_rows`).
+
+    ``frames`` must be plain FITS paths (what registration writes), which every worker can read
+    by rows without a decode cache.
+    """
+    cfg = config or IntegrationConfig()
+    subtract = cfg.subtract_pedestal and not local_normalization
+    sources = open_sources(frames, cache_dir=None, subtract_pedestal=subtract)
+    try:
+        return _prepare(sources, cfg, weights, local_normalization, parse_memory(memory))
+    finally:
+        for s in sources:
+            s.close()
+
+
+def integrate_rows(frames: Sequence[str | Path], plan: IntegrationPlan, r0: int, r1: int, *,
+                   local_normalization: Sequence[BandNormalizer] | None = None) -> BandResult:
+    """Integrate rows [r0, r1) of ``frames`` with the decisions of ``plan`` (a band task)."""
+    subtract = plan.cfg.subtract_pedestal and local_normalization is None
+    sources = open_sources(frames, cache_dir=None, subtract_pedestal=subtract)
+    try:
+        return _integrate_band(sources, plan, r0, r1, local_normalization)
+    finally:
+        for s in sources:
+            s.close()
+
+
+def assemble_bands(plan: IntegrationPlan, bands: Sequence[BandResult]) -> IntegrationResult:
+    """The :class:`IntegrationResult` of band results computed by :func:`integrate_rows`."""
+    return _assemble(plan, sorted(bands, key=lambda b: b.r0))
 
 
 def _large_scale_band(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]],

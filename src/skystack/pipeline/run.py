@@ -144,7 +144,7 @@ def run_pipeline(
         _select(groups, cfg, result)
         _register_all(groups, cfg, work, executor, prog, result, say)
         _normalize_all(groups, cfg, work, executor, prog, result, say)
-        _integrate_all(groups, cfg, out, prog, result, say)
+        _integrate_all(groups, cfg, out, prog, result, say, executor)
     finally:
         executor.close()
 
@@ -500,7 +500,7 @@ class _LNApply:
 # --- integration --------------------------------------------------------------------------------
 
 def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progress,
-                   result: RunResult, say: Callable[[str], None]) -> None:
+                   result: RunResult, say: Callable[[str], None], executor: Any = None) -> None:
     from skystack.calibrate import mrs_noise
     from skystack.integrate import IntegrationConfig, integrate
     from skystack.io import read_header, read_image
@@ -531,8 +531,12 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
         target = out / "lights" / f"{g.name}.{cfg.output_format}"
         stamp = out / "work" / "integrate" / f"{g.name}_{key[:16]}.json"
         if not (target.exists() and stamp.exists()):
-            res = integrate(paths, config=icfg, weights=weights, local_normalization=lns,
-                            memory=cfg.memory)
+            if executor is not None and executor.name == "dask":
+                res = _integrate_on_cluster(paths, frames, icfg, weights, use_ln, shape, cfg,
+                                            executor)
+            else:
+                res = integrate(paths, config=icfg, weights=weights, local_normalization=lns,
+                                memory=cfg.memory)
             kws = [("IMAGETYP", "Master Light"), ("NCOMBINE", len(frames)),
                    ("OBJECT", getattr(frames[0]["info"], "object", None)),
                    ("FILTER", getattr(frames[0]["info"], "filter", None)),
@@ -557,6 +561,25 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
                                 "inputs": rec["inputs"]})
         say(f"{g.name}: {n} frames → {target.name}  noise gain {summary['noise_gain']:.2f} "
             f"(√N = {np.sqrt(n):.2f}, ratio {summary['noise_gain_vs_sqrt_n']:.2f})")
+
+
+def _integrate_on_cluster(paths: list[str], frames: list[dict[str, Any]], icfg: Any, weights: Any,
+                          use_ln: bool, shape: tuple[int, ...], cfg: RunConfig,
+                          executor: Any) -> Any:
+    """Integration as row-band tasks: pass 1 here, each band on a worker, assembled here.
+
+    Every band uses the same plan (statistics, weights, coefficients), so the result is
+    bit-identical to a local run.
+    """
+    from skystack.integrate import assemble_bands, prepare_integration
+    from skystack.pipeline.tasks import integrate_band_task
+
+    plan = prepare_integration(paths, config=icfg, weights=weights, local_normalization=use_ln,
+                               memory=cfg.memory)
+    ln_paths = [r["ln"] for r in frames] if use_ln else None
+    tasks = [{"paths": paths, "plan": plan, "r0": r0, "r1": r1, "ln": ln_paths,
+              "shape": list(shape)} for r0, r1 in plan.bands()]
+    return assemble_bands(plan, executor.map(integrate_band_task, tasks))
 
 
 def _rows(g: Group) -> list[dict[str, Any]]:

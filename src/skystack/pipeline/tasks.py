@@ -14,7 +14,8 @@ import numpy as np
 
 from skystack.pipeline.cache import atomic_write, atomic_write_text, file_digest, json_default, step_key
 
-__all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task", "luminance"]
+__all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task", "luminance",
+           "integrate_band_task"]
 
 
 def luminance(data: np.ndarray) -> np.ndarray:
@@ -169,3 +170,14 @@ def ln_task(t: dict[str, Any]) -> dict[str, Any]:
         return {"path": t["path"], "ln": None, "ok": False, "reason": str(err)}
     atomic_write(out, lambda p: np.savez(p, **arrays))
     return {"path": t["path"], "ln": str(out), "ok": True, "channels": info}
+
+
+def integrate_band_task(t: dict[str, Any]) -> Any:
+    """Integrate one row band of a group (the Dask path of integration)."""
+    from skystack.integrate import integrate_rows
+    from skystack.pipeline.run import _LNApply
+
+    lns = None
+    if t.get("ln"):
+        lns = [_LNApply(p, tuple(t["shape"])) for p in t["ln"]]
+    return integrate_rows(t["paths"], t["plan"], t["r0"], t["r1"], local_normalization=lns)
