@@ -147,7 +147,7 @@ def register_task(t: dict[str, Any]) -> dict[str, Any]:
 def ln_task(t: dict[str, Any]) -> dict[str, Any]:
     """Local normalization functions of one registered frame against its group's reference."""
     from skystack.io import read_image
-    from skystack.normalize import LNConfig, LNError, compute_local_normalization
+    from skystack.normalize import LNConfig, LNError, check_coverage, compute_local_normalization
 
     key = step_key("ln", {"scale": t["scale"]}, [t["key"], t["ref_key"]])
     out = Path(t["work"]) / "ln" / f"{key}.npz"
@@ -161,6 +161,8 @@ def ln_task(t: dict[str, Any]) -> dict[str, Any]:
     info = []
     try:
         for c in range(planes.shape[0]):
+            # a reference that does not cover the frame belongs to another panel: refuse
+            check_coverage(planes[c], refs[c], path=Path(t["path"]).name)
             ln = compute_local_normalization(planes[c], refs[c], config=LNConfig(scale=t["scale"]))
             arrays[f"a0_{c}"] = ln.a0_grid
             arrays[f"a1_{c}"] = np.array(ln.a1)
