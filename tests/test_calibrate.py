@@ -280,3 +280,16 @@ def test_seestar_pattern_colour_and_cosmetic_correction(realdata, tmp_path) -> N
     # repaired 1.3/Mpx
     assert after <= 1.0 and after <= 0.5 * before
     assert repaired <= 10
+
+
+def test_dark_defects_skip_amp_glow_but_catch_hot_pairs() -> None:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
+    dark = (0.01 + rng.normal(0, 1e-4, yy.shape) + 0.01 * np.exp(-np.hypot(xx, yy) / 60)
+            ).astype(np.float32)  # amp glow: up to 100 sigma, but smooth
+    dark[100, 150] += 0.02
+    dark[100, 151] += 0.015  # a hot pair
+    dark[50, 250] = 0.0  # a cold pixel
+    hot, cold = find_defects_in_dark(dark)
+    assert sorted(map(tuple, np.argwhere(hot))) == [(100, 150), (100, 151)]
+    assert sorted(map(tuple, np.argwhere(cold))) == [(50, 250)]

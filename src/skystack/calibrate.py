@@ -219,11 +219,29 @@ def optimize_dark_scale(
 def find_defects_in_dark(
     dark: NDArray[np.float32], *, hot_sigma: float = 10.0, cold_sigma: float = 10.0
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Hot and cold pixel masks from a master dark: robust sigmas above/below its median."""
+    """Hot and cold pixel masks from a master dark.
+
+    A defect lies ``hot_sigma`` (``cold_sigma``) robust sigmas above (below) the dark's median
+    *and* as far from the median of its 8 neighbours: amp glow and other smooth structure are
+    dark signal that subtraction removes, not defects; a pair of hot pixels still counts (each
+    one's neighbour median is the background).
+    """
     step = max(1, int(np.sqrt(dark.size / 1e6)))
     med, sig = _robust_sigma(dark[::step, ::step])
     sig = max(sig, 1e-7)
-    return dark > med + hot_sigma * sig, dark < med - cold_sigma * sig
+    masks = []
+    for cand, sign, k in ((dark > med + hot_sigma * sig, 1.0, hot_sigma),
+                          (dark < med - cold_sigma * sig, -1.0, cold_sigma)):
+        ys, xs = np.nonzero(cand)
+        if ys.size:
+            h, w = dark.shape
+            nbrs = np.stack([dark[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+                             for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+            local = np.median(nbrs, axis=0)
+            isolated = sign * (dark[ys, xs] - local) > k * sig
+            cand[ys[~isolated], xs[~isolated]] = False
+        masks.append(cand)
+    return masks[0], masks[1]
 
 
 def _neighbour_extrema(
@@ -512,7 +530,8 @@ def calibrate_files(
                 config=config,
             )
         except (ImageReadError, CalibrationError) as err:
-            results.append((path, str(err)))
+            msg = str(err)
+            results.append((path, msg if str(path) in msg else f"{path}: {msg}"))
             continue
         img.data = res.data
         img.sample_format = "float32"
