@@ -12,10 +12,15 @@ photometric scale s
     Noise, dust and trail levels are compared after dividing by s, so units and normalization
     choices (ADU, [0, 1], pedestal) cancel.
 noise gain
-    (σ/s of the tool's own calibration of the clearest light) / (σ/s of the master), where σ is the
-    background noise: MAD-σ of the image minus its mesh background, stars masked. Ideal ≈ √N for
-    N equal frames (registration interpolation smooths pixel noise, so slightly above √N is
-    normal for every tool).
+    (σ/s of one light) / (σ/s of the master), σ = background noise (MAD-σ of the image minus
+    s × the truth's stars and objects and minus its mesh background, detected stars masked:
+    faint stars below the detection limit would otherwise count as noise that does not average
+    down). The light is the clearest one (highest transparency) as the
+    tool registered it: resampling spreads pixel noise over neighbours and lowers the per-pixel
+    σ by an amount that depends on the kernel, so the light and the master must share it.
+    Ideal ≈ √N for N equal frames (less with hazy frames in an unweighted stack). JSON also has
+    ``noise_gain_blocks``: the same with the calibrated (unregistered) light and σ of 4×4 block
+    means ×4 (kernel-neutral, but faint unresolved stars in the deep master pull it down).
 position RMS
     RMS distance between detected stars (SNR ≥ 20, unsaturated) and the truth positions on the
     master's grid; the mean offset is reported too (a shift of the whole master).
@@ -24,10 +29,12 @@ FWHM ratio
 dust residual
     Every dust mote of the truth flat, carried into the master grid (H_ref · H_j⁻¹ for each
     light j, averaged per pier side): |median inside 0.9 R − median of the 1.3–1.8 R annulus|
-    as % of the sky level (s · sky rate / transparency of the reference); worst mote.
+    as % of the sky level (s · sky rate / transparency of the reference); worst mote. The
+    floor is the same measure at four dust-free offsets (what noise and the mismatch of the
+    truth's extended-object model alone give).
 trail residual
     Mean excess over the local background on the satellite-trail pixels (truth masks carried
-    into the master grid), in units of the master's pixel noise σ.
+    into the master grid), in units of the master's per-pixel noise.
 background flatness
     RMS of the master's mesh background after removing a plane and the truth's extended
     objects (scaled by s), as % of the sky level.
@@ -60,10 +67,12 @@ class Quality:
     stars_matched: int = 0
     noise_gain: float = math.nan
     noise_gain_ideal: float = math.nan
+    noise_gain_blocks: float = math.nan
     position_rms_px: float = math.nan
     position_offset_px: float = math.nan
     fwhm_ratio: float = math.nan
     dust_residual_pct: float = math.nan
+    dust_floor_pct: float = math.nan
     trail_residual_sigma: float = math.nan
     flatness_pct: float = math.nan
     photometric_ratio: float = math.nan
@@ -125,7 +134,8 @@ class _Measured:
     rms: float
     offset: float
     fwhm: float
-    sigma: float
+    sigma: float          # noise of 4×4 block means (immune to interpolation smoothing)
+    sigma_px: float       # per-pixel noise
     resid: NDArray[np.float32]
     star_mask: NDArray[np.bool_]
 
@@ -220,12 +230,14 @@ class Stick:
         core = np.zeros(shape, bool)
         core[BORDER:-BORDER, BORDER:-BORDER] = True
         v = resid[core & ~mask]
-        sigma = float(1.4826 * np.median(np.abs(v - np.median(v))))
+        sigma_px = float(1.4826 * np.median(np.abs(v - np.median(v))))
+        sigma = _binned_sigma(resid, core & ~mask)
         fw = cat.fwhm[a][cat.fitted[a]] if cat.fitted[a].sum() >= 20 else cat.fwhm[a]
         return _Measured(index, max(matched, len(a)), s, scatter,
                          float(np.sqrt(np.mean(dx**2 + dy**2))) if len(a) else math.nan,
                          float(np.hypot(np.mean(dx), np.mean(dy))) if len(a) else math.nan,
-                         float(np.median(fw)) if len(fw) else math.nan, sigma, resid, mask)
+                         float(np.median(fw)) if len(fw) else math.nan, sigma, sigma_px, resid,
+                         mask)
 
     def model_on_grid(self, index: int, shape: tuple[int, int]) -> NDArray[np.float32]:
         """Truth stars + objects (e⁻/s) resampled onto light ``index``'s grid."""
@@ -245,8 +257,8 @@ class Stick:
 
     # -- the whole measurement ---------------------------------------------------------------
     def evaluate(self, master: str | Path, *, calibrated: list[Path] | None = None,
-                 frames: int | None = None) -> Quality:
-        """Measure one master; ``calibrated`` = the tool's calibrated lights (for noise gain)."""
+                 registered: list[Path] | None = None, frames: int | None = None) -> Quality:
+        """Measure one master against the tool's own calibrated and registered lights."""
         q = Quality(frames=frames or len(self.lights))
         q.noise_gain_ideal = math.sqrt(q.frames)
         img = load(master)
@@ -263,19 +275,36 @@ class Stick:
         single = next((p for p in calibrated or [] if self.light_index(p) == k), None)
         if single is not None:
             ms = self.measure(load(single), k)
-            q.noise_gain = (ms.sigma / ms.s) / (m.sigma / m.s)
+            q.noise_gain_blocks = (ms.sigma / ms.s) / (m.sigma / m.s)
             q.photometric_ratio = m.s / ms.s
         else:
-            q.note = "the tool's calibrated clearest light was not found: no noise gain"
-        model = m.s * self.model_on_grid(m.index, img.shape)
-        resid = img - model
+            q.note = "the tool's calibrated clearest light was not found"
+        if k == m.index:  # the reference is not resampled: its calibrated file is the one
+            reg = single
+        else:
+            reg = next((p for p in registered or [] if self.light_index(p) == k), None)
+        model = self.model_on_grid(m.index, img.shape)
+        if reg is not None:
+            rimg = load(reg)
+            mr = self.measure(rimg, m.index)
+            # faint stars below the detection limit add "noise" that does not average down;
+            # the truth model removes them (and the galaxy) before σ is taken
+            mask = m.star_mask | mr.star_mask
+            q.noise_gain = (_model_sigma(rimg, model, mr.s, mask) / mr.s) / \
+                (_model_sigma(img, model, m.s, mask) / m.s)
+        resid = img - m.s * model
         sky = self.sky_level(m.index, m.s)
         q.dust_residual_pct = 100 * self._dust(resid, m, sky)
+        # the same measure where there is no dust: what model mismatch and noise alone give
+        q.dust_floor_pct = 100 * float(np.median([self._dust(resid, m, sky, d) for d in
+                                                  ((300, 200), (-250, 150), (200, -300),
+                                                   (-300, -250))]))
         q.trail_residual_sigma = self._trails(resid, m)
         q.flatness_pct = 100 * _flatness(resid, m.star_mask) / sky
         return q
 
-    def _dust(self, resid: NDArray[np.float32], m: _Measured, sky: float) -> float:
+    def _dust(self, resid: NDArray[np.float32], m: _Measured, sky: float,
+              shift: tuple[float, float] = (0.0, 0.0)) -> float:
         flats = [f for f in self.truth.data.get("flats", [])
                  if f.get("filter") == self.lights[m.index].filter]
         if not flats:
@@ -288,7 +317,8 @@ class Stick:
             sides: dict[str, list[tuple[float, float]]] = {}
             for f, H in zip(self.lights, self.H):
                 M = Href @ np.linalg.inv(H)
-                qx, qy = project(M, np.array([mote["x"]]), np.array([mote["y"]]))
+                qx, qy = project(M, np.array([mote["x"] + shift[0]]),
+                                 np.array([mote["y"] + shift[1]]))
                 sides.setdefault(f.pier_side or "", []).append((float(qx[0]), float(qy[0])))
             R = float(mote["radius"])
             for pts in sides.values():
@@ -329,7 +359,36 @@ class Stick:
         a, b = resid[on & use], resid[near & use]
         if a.size < 50 or b.size < 50:
             return math.nan
-        return float((np.mean(_clip(a)) - np.median(b)) / m.sigma)
+        return float((np.mean(_clip(a)) - np.median(b)) / m.sigma_px)
+
+
+def _model_sigma(img: NDArray[np.float32], model: NDArray[np.float32], s: float,
+                 mask: NDArray[np.bool_]) -> float:
+    """Per-pixel background noise of ``img − s·model`` minus its mesh background (core, unmasked)."""
+    from skystack.stars import estimate_background
+
+    r = (img - np.float32(s) * model).astype(np.float32)
+    r -= estimate_background(r).level_map()
+    core = np.zeros(r.shape, bool)
+    core[BORDER:-BORDER, BORDER:-BORDER] = True
+    v = r[core & ~mask]
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def _binned_sigma(resid: NDArray[np.float32], use: NDArray[np.bool_], b: int = 4) -> float:
+    """Noise of b×b block means scaled back to one pixel (σ_block · b).
+
+    Resampling spreads each pixel's noise over its neighbours, which lowers the per-pixel σ of
+    every registered stack by an amount that depends on the kernel; block means of clean blocks
+    keep the noise power, so ratios of this σ compare tools fairly.
+    """
+    h, w = (resid.shape[0] // b) * b, (resid.shape[1] // b) * b
+    blk = resid[:h, :w].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
+    clean = use[:h, :w].reshape(h // b, b, w // b, b).all(axis=(1, 3))
+    v = blk[clean]
+    if v.size < 100:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(v - np.median(v))) * b)
 
 
 def _clip(v: NDArray, k: float = 5.0) -> NDArray:

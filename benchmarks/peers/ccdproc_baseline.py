@@ -90,6 +90,11 @@ def calibrated(work: Path) -> list[Path]:
     return sorted((work / "calibrated").glob("*.fits"))
 
 
+def registered(work: Path) -> list[Path]:
+    """Registered lights."""
+    return sorted((work / "registered").glob("*.fits"))
+
+
 # --- the stages (run in the child process) ----------------------------------------------------
 
 def _combine(items: list, out: Path, *, scale=None) -> None:  # type: ignore[no-untyped-def]

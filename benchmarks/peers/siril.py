@@ -107,3 +107,8 @@ def master(work: Path) -> Path:
 def calibrated(work: Path) -> list[Path]:
     """Calibrated (not registered) lights, in input order."""
     return sorted((work / "process").glob("pp_light_*.fits"))
+
+
+def registered(work: Path) -> list[Path]:
+    """Registered lights."""
+    return sorted((work / "process").glob("r_pp_light_*.fits"))

@@ -101,3 +101,8 @@ def run_master(work: Path) -> Path | None:
 def calibrated(work: Path) -> list[Path]:
     """Calibrated lights in input order."""
     return sorted((work / "calibrated").glob("*.fits"))
+
+
+def registered(work: Path) -> list[Path]:
+    """Registered lights."""
+    return sorted((work / "registered").glob("*.fits"))
