@@ -335,16 +335,16 @@ def _select(groups: list[Group], cfg: RunConfig, result: RunResult) -> None:
 
 # --- registration -------------------------------------------------------------------------------
 
-def _choose_reference(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Most stars, lowest binning, good FWHM — the registration reference of a target."""
-    def score(r: dict[str, Any]) -> tuple[float, ...]:
-        f = r["info"]
-        binning = f.binning[0] if f.binning else 1
-        m = r["measurement"]
-        fwhm = float(m.get("fwhm") or 99)
-        stars = float(m.get("stars") or len(r["stars"]["x"]))
-        return (-binning, stars / max(fwhm, 0.5) * r.get("weight", 1.0), -hash(r["path"]) % 7)
-    return max(records, key=lambda r: (score(r)[0], score(r)[1], r["path"]))
+def _choose_reference(records: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The registration reference of a target and why (lowest binning, sharp, most stars)."""
+    from skystack.register import choose_reference
+
+    recs = sorted(records, key=lambda r: r["path"])
+    choice = choose_reference(
+        [int(r["measurement"].get("stars") or len(r["stars"]["x"])) for r in recs],
+        binning=[r["info"].binning[0] if r["info"].binning else None for r in recs],
+        fwhm=[r["measurement"].get("fwhm") for r in recs])
+    return recs[choice.index], choice.reason
 
 
 def _register_all(groups: list[Group], cfg: RunConfig, work: Path, executor: Any, prog: Progress,
@@ -357,14 +357,16 @@ def _register_all(groups: list[Group], cfg: RunConfig, work: Path, executor: Any
         cands = [r for g in gs for r in g.accepted]
         if not cands:
             continue
-        if cfg.reference:
-            hits = [r for r in cands if Path(r["path"]).resolve() == Path(cfg.reference).resolve()]
-            ref = hits[0] if hits else _choose_reference(cands)
+        hits = [r for r in cands if cfg.reference
+                and Path(r["path"]).resolve() == Path(cfg.reference).resolve()]
+        if hits:
+            ref, why = hits[0], "given by the user"
         else:
-            ref = _choose_reference(cands)
+            ref, why = _choose_reference(cands)
+            if cfg.reference:
+                why = f"{cfg.reference} is not an accepted light of this target; chose: {why}"
         result.decisions.append({"stage": "register", "target": target, "decision": "reference",
-                                 "frame": ref["path"], "reason": "most stars per FWHM at the "
-                                 "lowest binning" if not cfg.reference else "given by the user"})
+                                 "frame": ref["path"], "reason": why})
         from skystack.io import read_header
 
         shape = read_header(ref["calibrated"]).shape[-2:]
@@ -608,8 +610,20 @@ def _kw(items: list[tuple[str, Any]]) -> list[Any]:
     return [Keyword(k, v) for k, v in items if v is not None]
 
 
+def _robust_sigma(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return 1.4826 * float(np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+
+
 def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., float]) -> dict[str, Any]:
-    """Noise of the master against the median single registered frame on the master's scale."""
+    """Noise of the master against a single registered frame on the master's scale.
+
+    Single frames: the robust spread of the difference of consecutive frames, /√2 — the true
+    per-pixel noise. (A wavelet estimate would read resampled frames ~10 % low: resampling
+    correlates neighbouring pixels' noise.) The master: the à-trous estimate over the area every
+    frame covers; averaging frames of different sub-pixel shifts leaves little correlation for it
+    to miss.
+    """
     from skystack.io import read_image
 
     master = luminance(res.image)
@@ -619,20 +633,26 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
     cols = np.flatnonzero(full.any(axis=0))
     crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if rows.size else (slice(None),) * 2
     m_noise = mrs_noise(master[crop])
-    singles = []
     ref_scale = float(np.mean(res.stats[0].scale)) if res.stats else 1.0
-    for st, r in zip(res.stats, frames, strict=True):
-        d = luminance(read_image(r["registered"]).data)[crop]
-        # put each frame on the master's scale the way the engine did: LN's a1, or the
-        # additive-with-scaling factor (reference dispersion / frame dispersion)
+
+    def on_master_scale(i: int) -> np.ndarray:
+        r, st = frames[i], res.stats[i]
+        d = luminance(read_image(r["registered"]).data)[crop].astype(np.float64)
+        # the engine's normalization factor: LN's a1, or reference dispersion / frame dispersion
         if r.get("ln"):
             z = np.load(r["ln"])
             factor = float(np.mean([z[k] for k in z.files if k.startswith("a1_")]))
         else:
             factor = ref_scale / max(float(np.mean(st.scale)), 1e-12)
-        singles.append(mrs_noise(d) * factor)
-    single = float(np.median(singles))
+        return np.where(d > 0, d * factor, np.nan)
+
     n = len(frames)
+    singles = []
+    for i in range(0, n - 1, 2 if n > 20 else 1):
+        a, b = on_master_scale(i), on_master_scale(i + 1)
+        diff = (a - np.nanmedian(a)) - (b - np.nanmedian(b))
+        singles.append(_robust_sigma(diff) / np.sqrt(2))
+    single = float(np.median(singles)) if singles else float("nan")
     gain = single / m_noise if m_noise > 0 else float("nan")
     total = float(np.prod(res.image.shape)) * n
     return {"weights": [float(np.mean(st.weight)) for st in res.stats],
