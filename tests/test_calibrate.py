@@ -293,3 +293,20 @@ def test_dark_defects_skip_amp_glow_but_catch_hot_pairs() -> None:
     hot, cold = find_defects_in_dark(dark)
     assert sorted(map(tuple, np.argwhere(hot))) == [(100, 150), (100, 151)]
     assert sorted(map(tuple, np.argwhere(cold))) == [(50, 250)]
+
+
+@pytest.mark.parametrize(("step", "range_rule"), [(1, True), (2, False)])
+def test_defect_screen_kernel_matches_numpy(step: int, range_rule: bool) -> None:
+    from skystack.calibrate import _screen_kernel, _screen_ref
+
+    rng = np.random.default_rng(6)
+    data = rng.normal(0.1, 0.001, (97, 131)).astype(np.float32)
+    idx = rng.choice(data.size, 200, replace=False)
+    data.ravel()[idx[:100]] += rng.uniform(0.002, 0.05, 100).astype(np.float32)  # hot, edges too
+    data.ravel()[idx[100:]] -= rng.uniform(0.002, 0.05, 100).astype(np.float32)  # cold
+    data[0, 0] += 0.05
+    got = _screen_kernel(data, step, np.float32(0.008), range_rule)
+    want = _screen_ref(data, step, 0.008, range_rule)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+        assert 20 < w.sum() < 110
