@@ -158,3 +158,13 @@ def test_superpixel_and_split() -> None:
     split = debayer(cfa, "BGGR", method="split")
     assert split.shape == (4, 4, 5)
     np.testing.assert_allclose(split[:, 1, 1], [0.5, 0.25, 0.25, 0.125])
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_rcd_kernel_matches_numpy_reference(pattern: str) -> None:
+    from skystack.cfa import _rcd, _rcd_ref
+
+    rng = np.random.default_rng(3)
+    for cfa in (mosaic(star_scene(4), pattern), rng.random((37, 51)).astype(np.float32)):
+        masks = channel_masks(pattern, cfa.shape)
+        np.testing.assert_allclose(_rcd(cfa, masks), _rcd_ref(cfa, masks), atol=2e-6)
