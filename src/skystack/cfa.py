@@ -219,14 +219,15 @@ def _shift(a: NDArray[np.float32], dy: int, dx: int) -> NDArray[np.float32]:
 
 
 def _refine(d: NDArray[np.float32], nbrs: tuple[tuple[int, int], ...]) -> NDArray[np.float32]:
-    """Where a pixel's discrimination is weak (near 0.5), borrow the neighbourhood's when stronger."""
+    """Where a pixel's discrimination is weak (near 0.5), borrow its neighbours' when stronger."""
     mean = sum(_shift(d, dy, dx) for dy, dx in nbrs) / len(nbrs)
     return np.where(np.abs(0.5 - d) < np.abs(0.5 - mean), mean, d).astype(np.float32)
 
 
 def _rcd_ref(cfa: NDArray[np.float32], masks: NDArray[np.bool_]) -> NDArray[np.float32]:
-    """Ratio-corrected demosaicing (NumPy reference of the numba :func:`_rcd`), after the published description of RCD (L. Sanz Rodríguez,
-    2017; Siril's default), with our own gradient statistics:
+    """Ratio-corrected demosaicing (NumPy reference of the numba :func:`_rcd`), after the
+    published description of RCD (L. Sanz Rodríguez, 2017; Siril's default), with our own
+    gradient statistics:
 
     1. directional discrimination: 1-D gradient energies along the vertical, horizontal and both
        diagonals, turned into a V/H (and P/Q) blend factor, borrowed from the neighbourhood where
@@ -385,7 +386,8 @@ def _rcd_kernel(c, is_r, is_g, is_b):  # noqa: ANN001, ANN202, C901
                 den = l0 + l2
                 ratio = np.float32(2) * l0 / den if den > np.float32(1e-6) else np.float32(1)
                 n1 = _at(c, y + dy, x + dx)
-                grad = (abs(n1 - _at(c, y - dy, x - dx)) + abs(c[y, x] - _at(c, y + 2 * dy, x + 2 * dx))
+                grad = (abs(n1 - _at(c, y - dy, x - dx))
+                        + abs(c[y, x] - _at(c, y + 2 * dy, x + 2 * dx))
                         + abs(n1 - _at(c, y + 3 * dy, x + 3 * dx)))
                 wgt = np.float32(1) / (grad * grad + eps)
                 if k < 2:

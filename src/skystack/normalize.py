@@ -658,7 +658,8 @@ def compute_local_normalization(
     f = np.asarray(frame, np.float32)
     r = np.asarray(reference, np.float32)
     if f.shape != r.shape or f.ndim != 2:
-        msg = f"frame {f.shape} and reference {r.shape} must be 2-D on the same grid (register first)"
+        msg = (f"frame {f.shape} and reference {r.shape} must be 2-D on the same grid "
+               "(register first)")
         raise LNError(msg)
     scale, cell = _resolve(cfg, f.shape)
     # the overlap on a sparse sample (every 4th row and column) is plenty for a 5 % test
@@ -782,7 +783,8 @@ def validate_reference(
         filled[ok] = med[ok]
         todo &= ~ok
         size = size * 2 + 1
-    notes.append(f"{n_bad} zero/non-finite pixels inside the data area filled with the local background")
+    notes.append(f"{n_bad} zero/non-finite pixels inside the data area filled with the local "
+                 "background")
     return filled, n_bad, notes
 
 
