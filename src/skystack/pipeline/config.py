@@ -33,6 +33,8 @@ class RunConfig:
     integration_weights: Literal["noise", "measure"] = "noise"
     min_weight: float = 0.05
     select: str | None = None
+    #: frames with a satellite/aircraft trail are kept by default (pixel rejection removes it)
+    reject_trails: bool = False
     # registration
     reference: str | None = None
     model: str = "projective"

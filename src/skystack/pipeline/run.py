@@ -327,7 +327,15 @@ def _select(groups: list[Group], cfg: RunConfig, result: RunResult) -> None:
             r["weight"] = float(s.weight)
             r["accepted"] = bool(s.accepted)
             r["reason"] = "; ".join(s.reasons) if s.reasons else None
-            if not s.accepted:
+            if not s.accepted and not cfg.reject_trails and set(s.flags) == {"trail"}:
+                # a satellite or aircraft crosses a few pixels: pixel rejection removes them,
+                # the rest of the frame is good data (WBPP keeps such frames too)
+                r["accepted"] = True
+                r["note"] = f"{r['reason']} — kept: pixel rejection removes the trail"
+                result.decisions.append({"stage": "select", "frame": r["path"], "group": g.name,
+                                         "decision": "kept", "reason": r["note"]})
+                r["reason"] = None
+            if not r["accepted"]:
                 result.decisions.append({"stage": "select", "frame": r["path"], "group": g.name,
                                          "decision": "rejected", "reason": s.reason})
         g.accepted = [r for r in g.records if r["accepted"]]
@@ -446,10 +454,13 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                                  "path": str(target), "reason": reason})
         result.products.append({"kind": "ln_reference", "group": g.name, "path": str(target)})
         ref_key = file_digest(target)
+        # the registration reference's stars lie on the registered grid: photometry positions
+        ref_stars = g.reference["stars"] if g.reference else None
         for r in g.accepted:
             tasks.append({"path": r["path"], "registered": r["registered"],
                           "key": r["registered_key"], "reference": str(target),
-                          "ref_key": ref_key, "scale": cfg.ln_scale, "work": str(work)})
+                          "ref_key": ref_key, "scale": cfg.ln_scale, "work": str(work),
+                          "stars": ref_stars})
             owners.append(r)
     done = executor.map(ln_task, tasks, done=lambda k: prog("normalize", k, len(tasks)))
     for r, d in zip(owners, done, strict=True):

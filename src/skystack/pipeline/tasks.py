@@ -14,6 +14,9 @@ import numpy as np
 
 from skystack.pipeline.cache import atomic_write, atomic_write_text, file_digest, json_default, step_key
 
+#: A transform whose matched stars disagree by more than this (px RMS) is not a registration.
+MAX_REGISTRATION_RMS = 2.0
+
 __all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task", "luminance",
            "integrate_band_task"]
 
@@ -94,10 +97,20 @@ def _measure(lum: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
 
     m = measure_frame(lum, pixel_scale=t.get("pixel_scale"))
     cat = m.catalog
-    n = min(len(cat), 400)
-    order = np.argsort(-np.asarray(cat.flux), kind="stable")[:n]
+    fwhm = np.asarray(cat.fwhm, dtype=float)
+    ok = np.isfinite(fwhm) & ~np.asarray(cat.saturated, bool)
+    psf = float(m.fwhm) if m.fwhm == m.fwhm else 0.0
+    if ok.sum() >= 20 and psf > 0:
+        # Star-like only: nebula knots and galaxy cores are detections too, broader than the PSF;
+        # in narrowband frames they outnumber the stars and would wreck star matching. The
+        # frame's PSF FWHM (from the fitted stars) sets the window.
+        ok &= (fwhm > 0.6 * psf) & (fwhm < 1.5 * psf)
+    idx = np.flatnonzero(ok) if ok.sum() >= 20 else np.arange(len(cat))
+    # by peak significance, not flux: an extended knot has a large flux and a low peak
+    order = idx[np.argsort(-np.asarray(cat.snr)[idx], kind="stable")][:400]
     stars = {"x": np.asarray(cat.x)[order].tolist(), "y": np.asarray(cat.y)[order].tolist(),
-             "flux": np.asarray(cat.flux)[order].tolist()}
+             "flux": np.asarray(cat.flux)[order].tolist(),
+             "snr": np.asarray(cat.snr)[order].tolist()}
     d = m.to_dict()
     d["path"] = t["path"]
     return {"measurement": d, "stars": stars}
@@ -106,7 +119,7 @@ def _measure(lum: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
 def register_task(t: dict[str, Any]) -> dict[str, Any]:
     """Find the transform to the reference and resample the frame onto the reference grid."""
     from skystack.io import Image, read_image, write_image
-    from skystack.register import find_transform, warp
+    from skystack.register import FailedRegistration, find_transform, warp
 
     src = Path(t["calibrated"])
     params = {k: t[k] for k in ("model", "interpolation", "ref_key", "shape")}
@@ -122,8 +135,13 @@ def register_task(t: dict[str, Any]) -> dict[str, Any]:
     else:
         fxy = np.column_stack([t["stars"]["x"], t["stars"]["y"]])
         rxy = np.column_stack([t["ref_stars"]["x"], t["ref_stars"]["y"]])
-        tr = find_transform(fxy, rxy, frame_flux=np.asarray(t["stars"]["flux"]),
-                            ref_flux=np.asarray(t["ref_stars"]["flux"]), model=t["model"], rng=0)
+        # ordered and weighted by significance (centroid precision), not by flux
+        tr = find_transform(fxy, rxy, frame_flux=np.asarray(t["stars"]["snr"]),
+                            ref_flux=np.asarray(t["ref_stars"]["snr"]), model=t["model"], rng=0)
+        if tr and tr.rms_px > MAX_REGISTRATION_RMS:
+            tr = FailedRegistration(
+                f"{tr.stars_matched} stars matched but they disagree by {tr.rms_px:.1f} px RMS "
+                "(a false match, or a frame too poor to register)")
         if not tr:
             rec = {"path": t["path"], "registered": None, "H": None, "reason": tr.reason}
             atomic_write_text(info_path, json.dumps(rec))
@@ -149,7 +167,10 @@ def ln_task(t: dict[str, Any]) -> dict[str, Any]:
     from skystack.io import read_image
     from skystack.normalize import LNConfig, LNError, check_coverage, compute_local_normalization
 
-    key = step_key("ln", {"scale": t["scale"]}, [t["key"], t["ref_key"]])
+    stars = t.get("stars")
+    xy = None if not stars else np.column_stack([stars["x"], stars["y"]])
+    key = step_key("ln", {"scale": t["scale"], "stars": None if xy is None else xy.tolist()},
+                   [t["key"], t["ref_key"]])
     out = Path(t["work"]) / "ln" / f"{key}.npz"
     if out.exists():
         return {"path": t["path"], "ln": str(out), "ok": True}
@@ -163,7 +184,8 @@ def ln_task(t: dict[str, Any]) -> dict[str, Any]:
         for c in range(planes.shape[0]):
             # a reference that does not cover the frame belongs to another panel: refuse
             check_coverage(planes[c], refs[c], path=Path(t["path"]).name)
-            ln = compute_local_normalization(planes[c], refs[c], config=LNConfig(scale=t["scale"]))
+            ln = compute_local_normalization(planes[c], refs[c], config=LNConfig(scale=t["scale"]),
+                                             stars_xy=xy)
             arrays[f"a0_{c}"] = ln.a0_grid
             arrays[f"a1_{c}"] = np.array(ln.a1)
             arrays[f"cell_{c}"] = np.array(ln.cell)
