@@ -532,7 +532,10 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
         shape = tuple(read_header(paths[0]).shape[-2:])
         lns = [_LNApply(r["ln"], shape) for r in frames] if use_ln else None
         if cfg.integration_weights == "noise":
-            weights = None  # the engine's inverse-variance weights: the best SNR of the stack
+            # inverse variance on the master's scale: with LN each frame is multiplied by its
+            # a1 (a hazy frame by more), so its noise is too; without LN the engine's own
+            # dispersion-based weights do the same for global normalization
+            weights = _ln_noise_weights(frames) if use_ln else None
         icfg = IntegrationConfig(combine=cfg.combine, rejection=cfg.rejection,
                                  normalization="additive-scaling",
                                  rejection_normalization="scale", weights="noise",
@@ -576,6 +579,20 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
             f"(√N = {np.sqrt(n):.2f}, ratio {summary['noise_gain_vs_sqrt_n']:.2f})")
 
 
+def _ln_noise_weights(frames: list[dict[str, Any]]) -> np.ndarray | None:
+    """1 / (noise · a1)² per frame, best = 1; None when a frame's noise is unknown."""
+    out = []
+    for r in frames:
+        noise = r.get("measurement", {}).get("noise")
+        if not noise or not r.get("ln"):
+            return None
+        z = np.load(r["ln"])
+        a1 = float(np.mean([z[k] for k in z.files if k.startswith("a1_")]))
+        out.append(1.0 / (noise * a1) ** 2)
+    w = np.asarray(out)
+    return w / w.max()
+
+
 def _integrate_on_cluster(paths: list[str], frames: list[dict[str, Any]], icfg: Any, weights: Any,
                           use_ln: bool, shape: tuple[int, ...], cfg: RunConfig,
                           executor: Any) -> Any:
@@ -611,7 +628,9 @@ def _rows(g: Group) -> list[dict[str, Any]]:
                      "noise": m.get("noise"), "snr": m.get("snr"),
                      "psf_signal_weight": m.get("psf_signal_weight"),
                      "stars_matched": r.get("stars_matched"), "rms_px": r.get("rms_px"),
-                     "H": r.get("H"), "pedestal_dn": r.get("pedestal_dn")})
+                     "H": r.get("H"), "pedestal_dn": r.get("pedestal_dn"),
+                     "calibrated": r.get("calibrated"), "registered": r.get("registered"),
+                     "ln": r.get("ln"), "note": r.get("note")})
     return rows
 
 
