@@ -48,7 +48,8 @@ class SerialExecutor:
 
 def _init_worker(threads: int) -> None:
     # Each worker gets a share of the cores: numba and BLAS must not oversubscribe them.
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    # (NUMBA_NUM_THREADS itself must not change once numba is imported: numba re-reads the
+    # environment when it compiles and refuses a different value; set_num_threads is the way.)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         import numba
