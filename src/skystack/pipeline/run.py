@@ -20,7 +20,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -558,7 +558,11 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
                    ("FILTER", getattr(frames[0]["info"], "filter", None)),
                    ("LOCALNRM", use_ln)]
             atomic_write(target, lambda p, res=res: res.write(p, keywords=_kw(kws), maps=True))
-            summary = _quality(res, frames, mrs_noise)
+            summary = _quality(res, frames, mrs_noise, halves=lambda idx: integrate(
+                [paths[i] for i in idx], config=replace(icfg, rejection=res.config.rejection),
+                weights=None if weights is None else weights[idx],
+                local_normalization=None if lns is None else [lns[i] for i in idx],
+                memory=cfg.memory))
             atomic_write_text(stamp, json.dumps(summary, default=json_default))
         summary = json.loads(stamp.read_text())
         prog("integrate", i + 1, len(groups))
@@ -645,14 +649,16 @@ def _robust_sigma(x: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
-def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., float]) -> dict[str, Any]:
+def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., float],
+             halves: Callable[[np.ndarray], Any] | None = None) -> dict[str, Any]:
     """Noise of the master against a single registered frame on the master's scale.
 
     Single frames: the robust spread of the difference of consecutive frames, /√2 — the true
     per-pixel noise. (A wavelet estimate would read resampled frames ~10 % low: resampling
-    correlates neighbouring pixels' noise.) The master: the à-trous estimate over the area every
-    frame covers; averaging frames of different sub-pixel shifts leaves little correlation for it
-    to miss.
+    correlates neighbouring pixels' noise.) The master: from the difference of two half stacks
+    (even and odd frames, same settings), which holds noise only — no stars, nebula or residual
+    structure that a single-image estimate mistakes for noise; the à-trous estimate when a group
+    is too small to split.
     """
     from skystack.io import read_image
 
@@ -662,7 +668,15 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
     rows = np.flatnonzero(full.any(axis=1))
     cols = np.flatnonzero(full.any(axis=0))
     crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if rows.size else (slice(None),) * 2
+    n = len(frames)
     m_noise = mrs_noise(master[crop])
+    if halves is not None and n >= 4:
+        even, odd = np.arange(0, n, 2), np.arange(1, n, 2)
+        a, b = (luminance(halves(idx).image)[crop].astype(np.float64) for idx in (even, odd))
+        w = np.array([float(np.mean(st.weight)) for st in res.stats])
+        # inverse-variance weights: var(half) ∝ 1/Σw over its frames, var(full) ∝ 1/Σw
+        k = (1 / w.sum()) / (1 / w[even].sum() + 1 / w[odd].sum())
+        m_noise = _robust_sigma(np.where((a > 0) & (b > 0), a - b, np.nan)) * np.sqrt(k)
     ref_scale = float(np.mean(res.stats[0].scale)) if res.stats else 1.0
 
     def on_master_scale(i: int) -> np.ndarray:
@@ -676,7 +690,6 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
             factor = ref_scale / max(float(np.mean(st.scale)), 1e-12)
         return np.where(d > 0, d * factor, np.nan)
 
-    n = len(frames)
     singles = []
     for i in range(0, n - 1, 2 if n > 20 else 1):
         a, b = on_master_scale(i), on_master_scale(i + 1)
