@@ -287,11 +287,19 @@ class Stick:
         if reg is not None:
             rimg = load(reg)
             mr = self.measure(rimg, m.index)
+            if mr.matched < m.matched // 4:  # not on the master's grid: no fair comparison
+                q.note = f"{Path(reg).name} is not on the master's grid: no noise gain"
+                return self._rest(q, img, m, model)
             # faint stars below the detection limit add "noise" that does not average down;
             # the truth model removes them (and the galaxy) before σ is taken
             mask = m.star_mask | mr.star_mask
             q.noise_gain = (_model_sigma(rimg, model, mr.s, mask) / mr.s) / \
                 (_model_sigma(img, model, m.s, mask) / m.s)
+        return self._rest(q, img, m, model)
+
+    def _rest(self, q: Quality, img: NDArray[np.float32], m: _Measured,
+              model: NDArray[np.float32]) -> Quality:
+        """Dust, trail and flatness figures (need the truth model on the master's grid)."""
         resid = img - m.s * model
         sky = self.sky_level(m.index, m.s)
         q.dust_residual_pct = 100 * self._dust(resid, m, sky)

@@ -106,3 +106,13 @@ def calibrated(work: Path) -> list[Path]:
 def registered(work: Path) -> list[Path]:
     """Registered lights."""
     return sorted((work / "registered").glob("*.fits"))
+
+
+def run_calibrated(work: Path) -> list[Path]:
+    """Calibrated lights of ``skystack run`` (its work folder)."""
+    return sorted((work / "run" / "work" / "calibrated").glob("*.fits"))
+
+
+def run_registered(work: Path) -> list[Path]:
+    """Registered lights of ``skystack run`` (its work folder)."""
+    return sorted((work / "run" / "work" / "registered").glob("*.fits"))
