@@ -357,7 +357,15 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["Notes: " + "; ".join(notes) + ".", ""]
     lines += ["## Commands", ""]
     for k in keys:
+        scripts = tools[k].get("scripts", {})
         for stage, cmd in tools[k].get("commands", {}).items():
+            if stage in scripts:  # Siril: show the script's commands, paths shortened
+                body = [ln for ln in scripts[stage].splitlines()
+                        if ln and not ln.startswith(("requires", "setcpu", "setext"))]
+                cmd = "; ".join(" ".join(Path(w).name if w.startswith("/") else
+                                         w.split("=")[0] + "=" + Path(w.split("=", 1)[1]).name
+                                         if "=/" in w else w for w in ln.split())
+                                for ln in body)
             lines.append(f"- {tools[k]['name']} / {stage}: `{cmd}`")
     return "\n".join(lines) + "\n"
 
