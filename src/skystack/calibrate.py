@@ -582,7 +582,8 @@ def calibrate_files(
     """Calibrate files into ``out_dir`` (FITS float32, ``<stem>_c.fits``); inputs are only read.
 
     The dark scale defaults to the exposure ratio read from the headers (EXPTIME/EXPOSURE).
-    A file that fails gives a one-line reason in place of its result; the rest carry on.
+    A file that fails gives a one-line reason in place of its result; the rest carry on. The
+    results keep the counts and notes; their pixels are in the written files (``data`` is empty).
     """
     from skystack.cfa import effective_pattern
     from skystack.errors import ImageReadError
@@ -638,5 +639,7 @@ def calibrate_files(
         img.set("COSMCORR", res.repaired, "pixels repaired by cosmetic correction")
         target = out_dir / (output_stem(path) + suffix + ".fits")
         write_image(target, img, sample_format="float32")
+        # the pixels are on disk now; keeping them would hold every frame in memory at once
+        res.data = np.empty((0, 0), np.float32)
         results.append((target, res))
     return results
