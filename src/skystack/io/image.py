@@ -9,7 +9,6 @@ that writing back in the original format is lossless.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np

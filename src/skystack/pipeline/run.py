@@ -516,7 +516,7 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
                    result: RunResult, say: Callable[[str], None], executor: Any = None) -> None:
     from skystack.calibrate import mrs_noise
     from skystack.integrate import IntegrationConfig, integrate
-    from skystack.io import read_header, read_image
+    from skystack.io import read_header
     from skystack.pipeline.cache import atomic_write
 
     for i, g in enumerate(groups):
@@ -557,12 +557,18 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
                    ("OBJECT", getattr(frames[0]["info"], "object", None)),
                    ("FILTER", getattr(frames[0]["info"], "filter", None)),
                    ("LOCALNRM", use_ln)]
-            atomic_write(target, lambda p, res=res: res.write(p, keywords=_kw(kws), maps=True))
-            summary = _quality(res, frames, mrs_noise, halves=lambda idx: integrate(
-                [paths[i] for i in idx], config=replace(icfg, rejection=res.config.rejection),
-                weights=None if weights is None else weights[idx],
-                local_normalization=None if lns is None else [lns[i] for i in idx],
-                memory=cfg.memory))
+            atomic_write(target, lambda p, res=res, kws=kws: res.write(p, keywords=_kw(kws),
+                                                                       maps=True))
+            half_cfg = replace(icfg, rejection=res.config.rejection)  # same method as the full stack
+
+            def halves(idx: np.ndarray, paths: list[str] = paths, weights: Any = weights,
+                       lns: Any = lns, half_cfg: Any = half_cfg) -> Any:
+                return integrate([paths[i] for i in idx], config=half_cfg,
+                                 weights=None if weights is None else weights[idx],
+                                 local_normalization=None if lns is None else [lns[i] for i in idx],
+                                 memory=cfg.memory)
+
+            summary = _quality(res, frames, mrs_noise, halves=halves)
             atomic_write_text(stamp, json.dumps(summary, default=json_default))
         summary = json.loads(stamp.read_text())
         prog("integrate", i + 1, len(groups))

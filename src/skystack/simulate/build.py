@@ -17,7 +17,7 @@ from skystack.errors import ConfigError
 from skystack.io import Image, Keyword, write_image
 from skystack.simulate.dialects import FrameSpec, header_for, path_for
 from skystack.simulate.events import random_trail
-from skystack.simulate.optics import DustMote, dust_attenuation, eccentricity, vignetting
+from skystack.simulate.optics import DustMote, dust_attenuation, vignetting
 from skystack.simulate.presets import Preset, get_preset
 from skystack.simulate.render import (
     LightSpec,
