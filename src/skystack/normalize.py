@@ -861,21 +861,34 @@ def build_reference(
         return np.asarray(f() if callable(f) else f, np.float32)
 
     best = load(order[0])
-    stack = [best]
-    for i in order[1:]:
-        g = global_normalization(load(i), best)
-        stack.append(g.apply(load(i)))
-    cube = np.stack(stack).astype(np.float32)
-    cube[~np.isfinite(cube)] = 0
-    have = cube != 0
+
+    def normalized(i: int) -> NDArray[np.float32]:
+        if i == order[0]:
+            f = best
+        else:
+            f = load(i)  # read once: the normalization is measured on the same array it maps
+            f = global_normalization(f, best).apply(f)
+        return np.where(np.isfinite(f), f, 0).astype(np.float32)
+
     with np.errstate(all="ignore"):
-        if rejection and len(stack) >= 3:
+        if rejection and len(order) >= 3:
+            cube = np.stack([normalized(i) for i in order])
+            have = cube != 0
             vals = np.where(have, cube, np.nan)
             med = np.nanmedian(vals, axis=0)
             sd = np.nanstd(vals, axis=0)
             have &= ~(np.abs(cube - med) > 3 * np.maximum(sd, 1e-12))
-        total = np.where(have, cube, 0).sum(axis=0)
-        cnt = have.sum(axis=0)
+            total = np.where(have, cube, 0).sum(axis=0, dtype=np.float64)
+            cnt = have.sum(axis=0)
+        else:
+            # the default (no rejection) streams: one frame in memory besides the sums
+            total = np.zeros(best.shape, np.float64)
+            cnt = np.zeros(best.shape, np.int32)
+            for i in order:
+                f = normalized(i)
+                have = f != 0
+                total += np.where(have, f, 0)
+                cnt += have
         avg = np.where(cnt > 0, total / np.maximum(cnt, 1), 0).astype(np.float32)
     data, repaired, notes = validate_reference(avg)
     return ReferenceResult(data, order, repaired, notes)
