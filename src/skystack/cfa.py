@@ -331,6 +331,23 @@ def _energy(c, y, x, dy, dx):  # noqa: ANN001, ANN202
 
 
 @nb.njit(cache=True, nogil=True)
+def _diff_pair(green, d, y, x, dirs, k0, eps):  # noqa: ANN001, ANN202
+    """Gradient-weighted mean of the colour difference ``d`` along directions k0 and k0 + 1.
+
+    Scalar accumulators only: this runs once per pixel and must not allocate.
+    """
+    num = den = np.float32(0)
+    for k in range(k0, k0 + 2):
+        dy, dx = dirs[k]
+        grad = (abs(_at(green, y + dy, x + dx) - _at(green, y - dy, x - dx))
+                + abs(green[y, x] - _at(green, y + 2 * dy, x + 2 * dx)))
+        wgt = np.float32(1) / (grad * grad + eps)
+        num += _at(d, y + dy, x + dx) * wgt
+        den += wgt
+    return num / den
+
+
+@nb.njit(cache=True, nogil=True)
 def _rcd_kernel(c, is_r, is_g, is_b):  # noqa: ANN001, ANN202, C901
     """numba twin of :func:`_rcd_ref` on the padded mosaic (same statistics, same edge rule)."""
     h, w = c.shape
@@ -413,18 +430,8 @@ def _rcd_kernel(c, is_r, is_g, is_b):  # noqa: ANN001, ANN202, C901
                 if not other[y, x]:
                     d2[y, x] = d[y, x]
                     continue
-                acc = np.zeros(2, np.float32)
-                for half_i in range(2):
-                    num = den = np.float32(0)
-                    for k in range(2 * half_i, 2 * half_i + 2):
-                        dy, dx = diag[k]
-                        grad = (abs(_at(green, y + dy, x + dx) - _at(green, y - dy, x - dx))
-                                + abs(green[y, x] - _at(green, y + 2 * dy, x + 2 * dx)))
-                        wgt = np.float32(1) / (grad * grad + eps)
-                        num += _at(d, y + dy, x + dx) * wgt
-                        den += wgt
-                    acc[half_i] = num / den
-                d2[y, x] = acc[0] * (1 - pq[y, x]) + acc[1] * pq[y, x]
+                d2[y, x] = (_diff_pair(green, d, y, x, diag, 0, eps) * (1 - pq[y, x])
+                            + _diff_pair(green, d, y, x, diag, 2, eps) * pq[y, x])
         for y in range(h):  # then at the G sites, along the axes
             for x in range(w):
                 if own[y, x]:
@@ -432,18 +439,8 @@ def _rcd_kernel(c, is_r, is_g, is_b):  # noqa: ANN001, ANN202, C901
                     continue
                 dd = d2[y, x]
                 if is_g[y, x]:
-                    acc = np.zeros(2, np.float32)
-                    for half_i in range(2):
-                        num = den = np.float32(0)
-                        for k in range(2 * half_i, 2 * half_i + 2):
-                            dy, dx = dirs[k]
-                            grad = (abs(_at(green, y + dy, x + dx) - _at(green, y - dy, x - dx))
-                                    + abs(green[y, x] - _at(green, y + 2 * dy, x + 2 * dx)))
-                            wgt = np.float32(1) / (grad * grad + eps)
-                            num += _at(d2, y + dy, x + dx) * wgt
-                            den += wgt
-                        acc[half_i] = num / den
-                    dd = acc[0] * (1 - vh[y, x]) + acc[1] * vh[y, x]
+                    dd = (_diff_pair(green, d2, y, x, dirs, 0, eps) * (1 - vh[y, x])
+                          + _diff_pair(green, d2, y, x, dirs, 2, eps) * vh[y, x])
                 out[ch, y, x] = green[y, x] + dd
     return out
 
