@@ -34,6 +34,9 @@ __all__ = [
     "CalibrationResult",
     "CalibrationError",
     "calibrate_frame",
+    "PreparedMasters",
+    "prepare_masters",
+    "calibrate_prepared",
     "auto_pedestal",
     "optimize_dark_scale",
     "find_defects_in_dark",
@@ -407,8 +410,9 @@ def repair_pixels(
 
 
 @dataclass
-class _Prepared:
-    """What the masters contribute, computed once per set of masters (not per frame)."""
+class PreparedMasters:
+    """What the masters contribute, computed once per set of masters (not per frame):
+    bias, bias-subtracted dark, normalized flat, and the pixels to repair before each frame."""
 
     shape: tuple[int, int]
     bias: NDArray[np.float32] | None
@@ -421,10 +425,14 @@ class _Prepared:
     n_cold: int = 0
 
 
-def _prepare(
+def prepare_masters(
     shape: tuple[int, ...], bias: NDArray[np.float32] | None, dark: NDArray[np.float32] | None,
     flat: NDArray[np.float32] | None, cfa_pattern: str | None, cfg: CalibrationConfig,
-) -> _Prepared:
+) -> PreparedMasters:
+    """Do the masters' share of calibration once: checks, dark − bias, F / s, defect maps.
+
+    Pass the result to :func:`calibrate_prepared` for every frame of that size and pattern.
+    """
     for name, arr in (("bias", bias), ("dark", dark), ("flat", flat)):
         _check_shape(name, None if arr is None else np.asarray(arr), shape)
     b = None if bias is None else np.asarray(bias, np.float32)
@@ -450,7 +458,7 @@ def _prepare(
             n_hot = int((hot & ~pre).sum())
             n_cold = int((cold & ~pre & ~hot).sum())
             pre |= hot | cold
-    return _Prepared(tuple(shape), b, thermal, norm, bad, pre, n_bad_flat, n_hot, n_cold)
+    return PreparedMasters(tuple(shape), b, thermal, norm, bad, pre, n_bad_flat, n_hot, n_cold)
 
 
 def calibrate_frame(
@@ -487,14 +495,16 @@ def calibrate_frame(
     if light.ndim != 2:
         msg = f"calibration works on 2-D frames (mono or CFA mosaic), got shape {light.shape}"
         raise CalibrationError(msg)
-    prep = _prepare(light.shape, bias, dark, flat, cfa_pattern, cfg)
-    return _calibrate(light, prep, dark_scale=dark_scale, cfa_pattern=cfa_pattern, cfg=cfg)
+    prep = prepare_masters(light.shape, bias, dark, flat, cfa_pattern, cfg)
+    return calibrate_prepared(light, prep, dark_scale=dark_scale, cfa_pattern=cfa_pattern,
+                              cfg=cfg)
 
 
-def _calibrate(
-    light: NDArray[np.float32], prep: _Prepared, *, dark_scale: float, cfa_pattern: str | None,
-    cfg: CalibrationConfig,
+def calibrate_prepared(
+    light: NDArray[np.float32], prep: PreparedMasters, *, dark_scale: float,
+    cfa_pattern: str | None, cfg: CalibrationConfig,
 ) -> CalibrationResult:
+    """Calibrate one 2-D frame with masters made ready by :func:`prepare_masters`."""
     notes: list[str] = []
     out = light - prep.bias if prep.bias is not None else light.copy()
     k: float | None = None
@@ -601,7 +611,7 @@ def calibrate_files(
         masters[name] = read_image(p) if p is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = config or CalibrationConfig()
-    prepared: dict[tuple[tuple[int, ...], str | None], _Prepared] = {}
+    prepared: dict[tuple[tuple[int, ...], str | None], PreparedMasters] = {}
     results: list[tuple[Path, CalibrationResult | str]] = []
     for path in paths:
         try:
@@ -620,10 +630,10 @@ def calibrate_files(
                 raise CalibrationError(msg)
             key = (img.data.shape, pattern)
             if key not in prepared:  # the masters' share of the work: once, not per frame
-                prepared[key] = _prepare(img.data.shape, *(
+                prepared[key] = prepare_masters(img.data.shape, *(
                     None if masters[n] is None else masters[n].data
                     for n in ("bias", "dark", "flat")), pattern, cfg)
-            res = _calibrate(img.data, prepared[key], dark_scale=k if k is not None else 1.0,
+            res = calibrate_prepared(img.data, prepared[key], dark_scale=k if k is not None else 1.0,
                              cfa_pattern=pattern, cfg=cfg)
         except (ImageReadError, CalibrationError) as err:
             msg = str(err)

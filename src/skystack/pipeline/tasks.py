@@ -6,6 +6,7 @@ once when the product exists (resume), and writes atomically otherwise.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def build_master_task(t: dict[str, Any]) -> dict[str, Any]:
 
 def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
     """Calibrate (and debayer) one light, then measure it. Products: image, measurement JSON."""
-    from skystack.calibrate import CalibrationConfig, calibrate_frame
+    from skystack.calibrate import CalibrationConfig, calibrate_prepared
     from skystack.cfa import debayer
     from skystack.io import Image, read_image, write_image
 
@@ -63,13 +64,12 @@ def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
     cal = t["calibration"]
     cfg = CalibrationConfig(pedestal=cal["pedestal"], cosmetic=cal["cosmetic"],
                             optimize_dark=cal["optimize_dark"])
-    masters = {k: (read_image(t[k]).data if t.get(k) else None) for k in ("bias", "dark", "flat")}
     raw = img.data if img.data.ndim == 2 else None
     if raw is None:
         msg = f"{t['path']}: colour (3-D) raw lights are not calibrated; give CFA mosaics or mono"
         raise ValueError(msg)
-    res = calibrate_frame(raw, bias=masters["bias"], dark=masters["dark"], flat=masters["flat"],
-                          dark_scale=t["dark_scale"], cfa_pattern=t["cfa"], config=cfg)
+    prep = _prepared_masters(t.get("bias"), t.get("dark"), t.get("flat"), raw.shape, t["cfa"], cfg)
+    res = calibrate_prepared(raw, prep, dark_scale=t["dark_scale"], cfa_pattern=t["cfa"], cfg=cfg)
     data = res.data
     if t["cfa"]:
         data = debayer(data, t["cfa"], method=t["debayer"])
@@ -89,6 +89,21 @@ def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
     }
     atomic_write_text(meas_path, json.dumps(record, default=json_default, sort_keys=True))
     return record
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared_masters(bias: str | None, dark: str | None, flat: str | None,
+                      shape: tuple[int, ...], cfa: str | None, cfg: Any) -> Any:
+    """Masters read and prepared once per worker process, not once per light.
+
+    Master paths are content-addressed products of this run (or masters on disk that a run only
+    reads), so a path names one content for the life of the process.
+    """
+    from skystack.calibrate import prepare_masters
+    from skystack.io import read_image
+
+    arrays = [None if p is None else read_image(p).data for p in (bias, dark, flat)]
+    return prepare_masters(shape, *arrays, cfa, cfg)
 
 
 def _measure(lum: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
