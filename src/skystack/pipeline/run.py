@@ -31,7 +31,8 @@ from skystack.errors import SkystackError
 from skystack.pipeline.cache import atomic_write_text, file_digest, json_default, step_key
 from skystack.pipeline.config import RunConfig
 from skystack.pipeline.executors import make_executor
-from skystack.pipeline.tasks import build_master_task, calibrate_task, ln_task, luminance, register_task
+from skystack.pipeline.tasks import build_master_task, calibrate_task, ln_task, register_task
+from skystack.stars import luminance
 
 __all__ = ["run_pipeline", "RunError", "RunResult", "Progress"]
 
@@ -589,6 +590,12 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
             f"(√N = {np.sqrt(n):.2f}, ratio {summary['noise_gain_vs_sqrt_n']:.2f})")
 
 
+def _ln_a1(path: str) -> float:
+    """A frame's LN scale a1 (mean over channels) from its saved functions."""
+    z = np.load(path)
+    return float(np.mean([z[k] for k in z.files if k.startswith("a1_")]))
+
+
 def _ln_noise_weights(frames: list[dict[str, Any]]) -> np.ndarray | None:
     """1 / (noise · a1)² per frame, best = 1; None when a frame's noise is unknown."""
     out = []
@@ -596,9 +603,7 @@ def _ln_noise_weights(frames: list[dict[str, Any]]) -> np.ndarray | None:
         noise = r.get("measurement", {}).get("noise")
         if not noise or not r.get("ln"):
             return None
-        z = np.load(r["ln"])
-        a1 = float(np.mean([z[k] for k in z.files if k.startswith("a1_")]))
-        out.append(1.0 / (noise * a1) ** 2)
+        out.append(1.0 / (noise * _ln_a1(r["ln"])) ** 2)
     w = np.asarray(out)
     return w / w.max()
 
@@ -690,8 +695,7 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
         d = luminance(read_image(r["registered"]).data)[crop].astype(np.float64)
         # the engine's normalization factor: LN's a1, or reference dispersion / frame dispersion
         if r.get("ln"):
-            z = np.load(r["ln"])
-            factor = float(np.mean([z[k] for k in z.files if k.startswith("a1_")]))
+            factor = _ln_a1(r["ln"])
         else:
             factor = ref_scale / max(float(np.mean(st.scale)), 1e-12)
         return np.where(d > 0, d * factor, np.nan)

@@ -18,13 +18,8 @@ from skystack.pipeline.cache import atomic_write, atomic_write_text, file_digest
 #: A transform whose matched stars disagree by more than this (px RMS) is not a registration.
 MAX_REGISTRATION_RMS = 2.0
 
-__all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task", "luminance",
+__all__ = ["build_master_task", "calibrate_task", "register_task", "ln_task",
            "integrate_band_task"]
-
-
-def luminance(data: np.ndarray) -> np.ndarray:
-    """Mono frames as they are; colour frames as the mean of their channels."""
-    return data if data.ndim == 2 else data.mean(axis=0).astype(np.float32)
 
 
 def build_master_task(t: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +75,7 @@ def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
         out.set("BAYERPAT", None)
     atomic_write(img_path, lambda p: write_image(p, out, sample_format="float32"))
 
-    meas = _measure(luminance(data), t)
+    meas = _measure(data, t)  # measure_frame takes colour as its luminance
     record = {
         "path": t["path"], "calibrated": str(img_path), "key": key,
         "pedestal_dn": res.pedestal_dn, "dark_scale": res.dark_scale,
@@ -106,11 +101,11 @@ def _prepared_masters(bias: str | None, dark: str | None, flat: str | None,
     return prepare_masters(shape, *arrays, cfa, cfg)
 
 
-def _measure(lum: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+def _measure(data: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
     """Measurements and the star list (x, y, flux of the brightest stars) for registration."""
     from skystack.weights import measure_frame
 
-    m = measure_frame(lum, pixel_scale=t.get("pixel_scale"))
+    m = measure_frame(data, pixel_scale=t.get("pixel_scale"))
     cat = m.catalog
     fwhm = np.asarray(cat.fwhm, dtype=float)
     ok = np.isfinite(fwhm) & ~np.asarray(cat.saturated, bool)
