@@ -150,11 +150,14 @@ def run_pipeline(
         executor.close()
 
     result.decisions.sort(key=lambda d: json.dumps(d, sort_keys=True, default=json_default))
-    used = sorted({p for prod in result.products for p in ([prod.get("input")] + list(prod.get("inputs") or []))
-                   if p})
+    used = sorted({p for prod in result.products
+                   for p in ([prod.get("input")] + list(prod.get("inputs") or [])) if p})
+    # lights were hashed by the workers that calibrated them; hash only what they did not
+    known = {r["path"]: r["sha256"] for r in records if r.get("sha256")}
     run_json = {
         "version": 1,
-        "input_hashes": {p: "sha256:" + file_digest(p) for p in used if Path(p).is_file()},
+        "input_hashes": {p: "sha256:" + (known.get(p) or file_digest(p)) for p in used
+                         if Path(p).is_file()},
         "software": {"skystack": __version__, "python": platform.python_version(),
                      "numpy": np.__version__},
         "inputs": [str(p) for p in paths],

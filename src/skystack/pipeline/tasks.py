@@ -77,7 +77,7 @@ def calibrate_task(t: dict[str, Any]) -> dict[str, Any]:
 
     meas = _measure(data, t)  # measure_frame takes colour as its luminance
     record = {
-        "path": t["path"], "calibrated": str(img_path), "key": key,
+        "path": t["path"], "calibrated": str(img_path), "key": key, "sha256": inputs[0],
         "pedestal_dn": res.pedestal_dn, "dark_scale": res.dark_scale,
         "repaired": res.repaired, "bad_flat_pixels": res.bad_flat_pixels,
         "notes": res.notes, **meas,
