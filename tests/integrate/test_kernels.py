@@ -75,7 +75,7 @@ def _compare(x: np.ndarray, params: KernelParams, co: dict[str, np.ndarray],
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 24])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 24, 40])
 def test_kernel_matches_reference(method: str, n: int) -> None:
     rng = np.random.default_rng(100 + n)
     low, high = LIMITS.get(method, (1.0, 1.0))
@@ -116,3 +116,21 @@ def test_exact_values_small_stacks() -> None:
     co["rh"] = np.full(3, 0.05)
     _run_kernel(x, co, KernelParams(method="none"), np.zeros((2, 4)), img, lo, hi, cov)
     assert img.tolist() == [0.0, 0.0, 0.0] and hi.tolist() == [3, 3, 1]
+
+
+@pytest.mark.parametrize("n", [*range(1, 34), 47, 64, 100])
+def test_sorting_network_sorts_stably(n: int) -> None:
+    """The comparator network, applied to many columns at once, equals a stable sort."""
+    rng = np.random.default_rng(n)
+    vals = rng.integers(0, 4, (n, 3000)).astype(np.float64)     # many ties
+    vals[:, :5] = rng.random((n, 5))
+    vals[n // 2:, 5] = np.inf                                   # no-data padding at the end
+    keys = np.broadcast_to(np.arange(n)[:, None], vals.shape).copy()
+    s, t = vals.copy(), keys.copy()
+    for a, b in K.sorting_network(n):
+        swap = (s[b] < s[a]) | ((s[b] == s[a]) & (t[b] < t[a]))
+        s[a], s[b] = np.where(swap, s[b], s[a]), np.where(swap, s[a], s[b])
+        t[a], t[b] = np.where(swap, t[b], t[a]), np.where(swap, t[a], t[b])
+    order = np.argsort(vals, axis=0, kind="stable")
+    np.testing.assert_array_equal(t, order)
+    np.testing.assert_array_equal(s, np.take_along_axis(vals, order, axis=0))

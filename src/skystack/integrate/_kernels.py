@@ -2,23 +2,27 @@
 invalidates numba's on-disk cache of every function in the file (≈ 15 s to recompile).
 
 Semantics are defined by :mod:`skystack.integrate._reference`; ``tests/integrate`` compares the
-two. Design (``reference/pystack.md`` §6): parallel over chunks of pixels, per-chunk scratch
-buffers allocated once (never inside the pixel loop), insertion sort per pixel stack, clipping
-from the ends of the sorted run, float64 statistics. ``fastmath`` excludes ``nnan`` because the
-no-data test relies on ``x != x``.
+two. Design: parallel over blocks of CHUNK pixels, each gathered into (N, CHUNK) scratch so that
+classification, sorting and combination run vectorised across pixels — the per-pixel sort is a
+comparator network (Batcher's odd-even merge sort, branch-free min/max instead of the
+mispredicted branches of an insertion sort, ~5× faster here). Rejection then works per pixel on
+the sorted run, clipping from its ends; sigma and winsorized sigma take their sums from prefix
+sums of the sorted run, so an iteration costs a few clamped samples, not a pass. float64
+statistics. ``fastmath`` excludes ``nnan`` because the no-data test relies on ``x != x``.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["integrate_kernel", "CHUNK"]
+__all__ = ["integrate_kernel", "sorting_network", "CHUNK"]
 
 _FM = {"contract", "reassoc", "arcp"}
-CHUNK = 1024            # pixels per parallel task
+CHUNK = 256             # pixels per parallel task and vector block
 
 # Method / combine codes — must equal _reference.METHOD_CODES / COMBINE_CODES (tested).
 NONE, MINMAX, PERCENTILE, SIGMA, WINSORIZED, AVSIGMA, LINFIT, ESD = 0, 1, 2, 3, 4, 5, 6, 7
@@ -197,11 +201,131 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
     return lo, hi
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+
+@lru_cache(maxsize=64)
+def sorting_network(n: int) -> np.ndarray:
+    """Comparators (K, 2) of a sorting network for ``n`` wires (Batcher's odd-even merge sort).
+
+    Built on the next power of two and pruned to wires < n: padding wires hold +inf, which a
+    comparator always sends to the higher wire, so they never move and their comparators are
+    no-ops.
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    out = np.array(pairs, np.int64).reshape(-1, 2)
+    out.flags.writeable = False
+    return out
+
+
+@njit(cache=True, fastmath=_FM)
+def _sort_block(s, t, net, k):  # type: ignore[no-untyped-def]
+    """Sort the columns of ``s`` (N, CHUNK) by (value, t), carrying ``t``; vectorised over pixels.
+
+    The tie-break on ``t`` (the frame index for candidates) makes the order total, so the result
+    is exactly a stable sort of the candidates by value.
+    """
+    for e in range(net.shape[0]):
+        a = net[e, 0]
+        b = net[e, 1]
+        for q in range(k):
+            x = s[a, q]
+            y = s[b, q]
+            ta = t[a, q]
+            tb = t[b, q]
+            sw = (y < x) | ((y == x) & (tb < ta))
+            s[a, q] = y if sw else x
+            s[b, q] = x if sw else y
+            t[a, q] = tb if sw else ta
+            t[b, q] = ta if sw else tb
+
+
+@njit(cache=True, fastmath=_FM)
+def _clamped_sigma(s, p1, p2, c, lo, hi, a, b):  # type: ignore[no-untyped-def]
+    """Sample σ (ddof 1) of the sorted run s[lo..hi] clamped to [a, b], from prefix sums.
+
+    ``p1``/``p2`` are prefix sums of (s − c) and (s − c)² over the sorted column, so the run's
+    clamped sums cost a walk over the few clamped samples at each end instead of a pass.
+    """
+    k = hi - lo + 1
+    ja = lo
+    while ja <= hi and s[ja] < a:
+        ja += 1
+    jb = hi
+    while jb >= ja and s[jb] > b:
+        jb -= 1
+    na = ja - lo
+    nb = hi - jb
+    s1 = p1[jb + 1] - p1[ja]
+    s2 = p2[jb + 1] - p2[ja]
+    if na:                       # (an infinite bound clamps nothing: never multiply it by 0)
+        s1 += na * (a - c)
+        s2 += na * (a - c) * (a - c)
+    if nb:
+        s1 += nb * (b - c)
+        s2 += nb * (b - c) * (b - c)
+    var = (s2 - s1 * s1 / k) / (k - 1)
+    return math.sqrt(var) if var > 0 else 0.0
+
+
+@njit(cache=True, fastmath=_FM)
+def _sigma_clip(s, n, p1, p2, winsorized, low, high):  # type: ignore[no-untyped-def]
+    """Sigma or winsorized sigma clipping of sorted ``s[:n]`` (the rules of ``_reject``)."""
+    lo = 0
+    hi = n - 1
+    if n < 3:
+        return lo, hi
+    c = _median(s, lo, hi)
+    p1[0] = 0.0
+    p2[0] = 0.0
+    for j in range(n):
+        d = s[j] - c
+        p1[j + 1] = p1[j] + d
+        p2[j + 1] = p2[j] + d * d
+    for _ in range(MAX_ITER):
+        if hi - lo + 1 < 3:
+            break
+        m = _median(s, lo, hi)
+        sigma = _clamped_sigma(s, p1, p2, c, lo, hi, -np.inf, np.inf)
+        if winsorized:
+            for _ in range(MAX_ITER):
+                new = WINSOR_FACTOR * _clamped_sigma(s, p1, p2, c, lo, hi, m - WINSOR_CUT * sigma,
+                                                     m + WINSOR_CUT * sigma)
+                done = abs(new - sigma) <= WINSOR_TOL * sigma
+                sigma = new
+                if done:
+                    break
+        if not sigma > 0:
+            break
+        nlo, nhi = _clip_ends(s, lo, hi, m - low * sigma, m + high * sigma)
+        if nlo == lo and nhi == hi:
+            break
+        lo = nlo
+        hi = nhi
+    return lo, hi
+
+
+@njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
 def integrate_kernel(stack, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # type: ignore[no-untyped-def]
                      method, combine, low, high, min_count, max_count, esd_frac, esd_relax,
-                     gain, tables, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
+                     gain, tables, net, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
     """Integrate ``stack`` (N, P) float32 into ``image`` (P,) and the count maps (P,) uint16.
+
+    Works on blocks of CHUNK pixels laid out (N, CHUNK) so that every step but the per-pixel
+    rejection of the rarer methods runs vectorised across pixels: gather and classify, sort with
+    the comparator network ``net`` (:func:`sorting_network`), sigma/winsorized clipping, flags,
+    weighted combination.
 
     ``tables`` (2, N + 1): ESD critical values and the linear-fit spread table by sample count.
     ``exclude`` (N, P) uint8 (1 low / 2 high) is read when ``use_exclude``; ``mask`` (N, P) uint8
@@ -212,96 +336,137 @@ def integrate_kernel(stack, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # 
     npix = stack.shape[1]
     nchunks = (npix + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
-        s = np.empty(n, np.float64)
-        idx = np.empty(n, np.int64)
+        p0 = c * CHUNK
+        k = min(npix, p0 + CHUNK) - p0
+        s = np.empty((n, k), np.float64)
+        t = np.empty((n, k), np.int64)
+        fl = np.empty((n, k), np.uint8)
+        m = np.zeros(k, np.int64)
+        ncov = np.zeros(k, np.int64)
+        nl = np.zeros(k, np.int64)
+        nh = np.zeros(k, np.int64)
+        lo = np.zeros(k, np.int64)
+        hi = np.zeros(k, np.int64)
+        col = np.empty(n, np.float64)
+        p1 = np.empty(n + 1, np.float64)
+        p2 = np.empty(n + 1, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
         fc = frame_counts[c]
-        p_end = min(npix, (c + 1) * CHUNK)
-        for p in range(c * CHUNK, p_end):
-            m = 0
-            ncov = 0
-            nl = 0
-            nh = 0
-            for i in range(n):
-                x = stack[i, p]
-                if want_mask:
-                    mask[i, p] = 0
-                if x != x or x == 0:
-                    continue
-                ncov += 1
-                fc[i, 0] += 1
-                flag = 0
-                if x <= rl[i]:
-                    flag = 1
-                elif x >= rh[i]:
-                    flag = 2
-                elif use_exclude:
-                    flag = exclude[i, p]
-                if flag != 0:
-                    if flag == 1:
-                        nl += 1
+        # 1. gather and classify: 0 candidate, 1/2 range- or large-scale-rejected, 3 no data
+        for i in range(n):
+            a_i = ra[i]
+            b_i = rb[i]
+            rl_i = rl[i]
+            rh_i = rh[i]
+            cv = 0
+            cl = 0
+            ch = 0
+            for q in range(k):
+                x = stack[i, p0 + q]
+                valid = not (x != x or x == 0)
+                f = 3
+                if valid:
+                    if x <= rl_i:
+                        f = 1
+                    elif x >= rh_i:
+                        f = 2
+                    elif use_exclude:
+                        f = exclude[i, p0 + q]
                     else:
-                        nh += 1
-                    fc[i, flag] += 1
-                    if want_mask:
-                        mask[i, p] = flag
-                    continue
-                v = ra[i] * x + rb[i]
-                j = m
-                while j > 0 and s[j - 1] > v:
-                    s[j] = s[j - 1]
-                    idx[j] = idx[j - 1]
-                    j -= 1
-                s[j] = v
-                idx[j] = i
-                m += 1
-            cov[p] = ncov
-            if m == 0:
-                image[p] = 0.0
-                nlow[p] = nl
-                nhigh[p] = nh
-                continue
-            lo, hi = _reject(s, m, sides, method, low, high, min_count, max_count, esd_frac,
-                             esd_relax, gain, tables[0], tables[1])
-            for j in range(lo):
-                fc[idx[j], 1] += 1
-                if want_mask:
-                    mask[idx[j], p] = 1
-            for j in range(hi + 1, m):
-                fc[idx[j], 2] += 1
-                if want_mask:
-                    mask[idx[j], p] = 2
-            nlow[p] = nl + lo
-            nhigh[p] = nh + (m - 1 - hi)
-            k = hi - lo + 1
-            if combine == MEDIAN:
-                for j in range(k):
-                    v = oa[idx[lo + j]] * stack[idx[lo + j], p] + ob[idx[lo + j]]
-                    q = j
-                    while q > 0 and o[q - 1] > v:
-                        o[q] = o[q - 1]
-                        q -= 1
-                    o[q] = v
-                image[p] = _median(o, 0, k - 1)
-            elif combine == MIN or combine == MAX:
-                best = oa[idx[lo]] * stack[idx[lo], p] + ob[idx[lo]]
-                for j in range(lo + 1, hi + 1):
-                    v = oa[idx[j]] * stack[idx[j], p] + ob[idx[j]]
-                    if (combine == MIN and v < best) or (combine == MAX and v > best):
-                        best = v
-                image[p] = best
+                        f = 0
+                good = f == 0
+                s[i, q] = a_i * x + b_i if good else np.inf
+                t[i, q] = i if good else n + i
+                fl[i, q] = f
+                m[q] += good
+                ncov[q] += valid
+                nl[q] += f == 1
+                nh[q] += f == 2
+                cv += valid
+                cl += f == 1
+                ch += f == 2
+            fc[i, 0] += cv
+            fc[i, 1] += cl
+            fc[i, 2] += ch
+        # 2. sort every pixel's candidates (they come first: the rest are +inf with t >= n)
+        _sort_block(s, t, net, k)
+        # 3. rejection: the kept run s[lo..hi] of each pixel
+        for q in range(k):
+            mq = m[q]
+            for j in range(mq):
+                col[j] = s[j, q]
+            if method == SIGMA or method == WINSORIZED:
+                lo[q], hi[q] = _sigma_clip(col, mq, p1, p2, method == WINSORIZED, low, high)
             else:
-                sw = 0.0
-                swo = 0.0
-                so = 0.0
-                for j in range(lo, hi + 1):
-                    i = idx[j]
-                    v = oa[i] * stack[i, p] + ob[i]
-                    sw += w[i]
-                    swo += w[i] * v
-                    so += v
-                mean = swo / sw if sw > 0 else so / k
+                lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count, max_count,
+                                       esd_frac, esd_relax, gain, tables[0], tables[1])
+        # 4. flags of rank rejections, counts and maps
+        for q in range(k):
+            for j in range(lo[q]):
+                fl[t[j, q], q] = 1
+                fc[t[j, q], 1] += 1
+            for j in range(hi[q] + 1, m[q]):
+                fl[t[j, q], q] = 2
+                fc[t[j, q], 2] += 1
+            cov[p0 + q] = ncov[q]
+            if m[q] == 0:
+                nlow[p0 + q] = nl[q]
+                nhigh[p0 + q] = nh[q]
+            else:
+                nlow[p0 + q] = nl[q] + lo[q]
+                nhigh[p0 + q] = nh[q] + (m[q] - 1 - hi[q])
+        if want_mask:
+            for i in range(n):
+                for q in range(k):
+                    f = fl[i, q]
+                    mask[i, p0 + q] = f if f < 3 else 0
+        # 5. combination of the kept samples in output space
+        if combine == AVERAGE or combine == SUM:
+            sw = np.zeros(k, np.float64)
+            swo = np.zeros(k, np.float64)
+            so = np.zeros(k, np.float64)
+            for i in range(n):
+                oa_i = oa[i]
+                ob_i = ob[i]
+                w_i = w[i]
+                for q in range(k):
+                    keep = fl[i, q] == 0
+                    v = oa_i * stack[i, p0 + q] + ob_i
+                    sw[q] += w_i if keep else 0.0
+                    swo[q] += w_i * v if keep else 0.0
+                    so[q] += v if keep else 0.0
+            for q in range(k):
+                if m[q] == 0:
+                    image[p0 + q] = 0.0
+                    continue
+                mean = swo[q] / sw[q] if sw[q] > 0 else so[q] / (hi[q] - lo[q] + 1)
                 if combine == SUM:
-                    mean *= ncov
-                image[p] = mean
+                    mean *= ncov[q]
+                image[p0 + q] = mean
+        else:
+            for q in range(k):
+                if m[q] == 0:
+                    image[p0 + q] = 0.0
+                    continue
+                p = p0 + q
+                kk = hi[q] - lo[q] + 1
+                if combine == MEDIAN:
+                    for j in range(kk):
+                        i = t[lo[q] + j, q]
+                        v = oa[i] * stack[i, p] + ob[i]
+                        r = j
+                        while r > 0 and o[r - 1] > v:
+                            o[r] = o[r - 1]
+                            r -= 1
+                        o[r] = v
+                    image[p] = _median(o, 0, kk - 1)
+                else:
+                    i = t[lo[q], q]
+                    best = oa[i] * stack[i, p] + ob[i]
+                    for j in range(lo[q] + 1, hi[q] + 1):
+                        i = t[j, q]
+                        v = oa[i] * stack[i, p] + ob[i]
+                        if (combine == MIN and v < best) or (combine == MAX and v > best):
+                            best = v
+                    image[p] = best

@@ -186,18 +186,27 @@ def _poisson_gain(sample: NDArray[np.float32], ra: NDArray[np.float64],
     return float(np.median(var[ok] / m[ok])) if ok.any() else 0.0
 
 
+#: Largest useful gathered band (bytes): the kernel walks a band in cache-sized blocks, so a
+#: larger one is no faster, only more memory to fault in and less overlap of reading and work.
+BAND_CAP = 64 << 20
+
+
 def _band_rows(budget: int, *, n: int, c: int, h: int, w: int, large_scale: bool,
                halo: int) -> int:
-    """Rows per band so that buffers + outputs fit ``budget`` bytes (at least one row)."""
+    """Rows per band so that buffers + outputs fit ``budget`` bytes (at least one row).
+
+    Two gathered bands are alive at once: one being integrated while the next is read.
+    """
     fixed = c * h * w * (4 + 2 + 2 + 2)           # image + three uint16 maps
     if budget > 1 << 30:
         fixed += 256 << 20                          # interpreter, numba, astropy
-    per_row = n * c * w * 4 + c * w * 4 + w * 16    # gathered band, one frame's rows, read temps
+    per_row = 2 * (n * c * w * 4 + c * w * 4) + w * 16   # gathered bands, one frame's rows, temps
     if large_scale:
         per_row += 2 * n * w + 4 * w * 8 + w * 10   # mask + exclude + filter temps + band outputs
     rows = (budget - fixed) // max(per_row, 1)
     if large_scale:
         rows -= 2 * halo
+    rows = min(rows, max(1, BAND_CAP // max(n * c * w * 4, 1)))
     return int(np.clip(rows, 1, h))
 
 
@@ -226,7 +235,7 @@ def _run_kernel(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]], 
                 nhigh: NDArray[np.uint16], cov: NDArray[np.uint16], *,
                 exclude: NDArray[np.uint8] | None = None,
                 mask: NDArray[np.uint8] | None = None) -> NDArray[np.int64]:
-    from skystack.integrate._kernels import CHUNK, integrate_kernel
+    from skystack.integrate._kernels import CHUNK, integrate_kernel, sorting_network
 
     n, npix = stack.shape
     counts = np.zeros(((npix + CHUNK - 1) // CHUNK, n, 3), np.int64)
@@ -235,7 +244,7 @@ def _run_kernel(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]], 
                      dummy if exclude is None else exclude, exclude is not None,
                      METHOD_CODES[p.method], COMBINE_CODES[p.combine], float(p.low),
                      float(p.high), int(p.min_count), int(p.max_count), float(p.esd_outliers),
-                     float(p.esd_low_relaxation), float(p.poisson_gain), lam,
+                     float(p.esd_low_relaxation), float(p.poisson_gain), lam, sorting_network(n),
                      image, nlow, nhigh, cov, dummy if mask is None else mask, mask is not None,
                      counts)
     return counts.sum(axis=0)
@@ -397,13 +406,13 @@ def _prepare(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                            mono=all(getattr(s, "ndim", 3) == 2 for s in sources))
 
 
-def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1: int,
-                    ln: Sequence[BandNormalizer] | None,
-                    buffers: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
-                    ) -> BandResult:
-    """Pass 2 for rows [r0, r1): gather the band from every frame and run the kernel."""
+def _gather_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1: int,
+                 ln: Sequence[BandNormalizer] | None,
+                 buffers: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
+                 ) -> NDArray[np.float32]:
+    """Rows [r0, r1) plus halo of every frame, (C, N, rows, W), LN applied when given."""
     c, h, w = plan.shape
-    n, halo, cfg = plan.n, plan.halo, plan.cfg
+    n, halo = plan.n, plan.halo
     a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
     nr = a1 - a0
     if buffers is None:
@@ -419,6 +428,16 @@ def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, 
             band = band.reshape(c, nr, w)
             band = np.where(nodata, np.float32(np.nan), band)
         buf[:, i] = band
+    return buf
+
+
+def _compute_band(buf: NDArray[np.float32], plan: IntegrationPlan, r0: int,
+                  r1: int) -> BandResult:
+    """Integrate a gathered band (from :func:`_gather_band`) into rows [r0, r1) of the output."""
+    c, h, w = plan.shape
+    n, halo, cfg = plan.n, plan.halo, plan.cfg
+    a0 = max(0, r0 - halo)
+    nr = buf.shape[2]
     out = BandResult(r0, r1, np.zeros((c, r1 - r0, w), np.float32),
                      np.zeros((c, r1 - r0, w), np.uint16), np.zeros((c, r1 - r0, w), np.uint16),
                      np.zeros((c, r1 - r0, w), np.uint16), np.zeros((n, 3), np.int64))
@@ -434,6 +453,12 @@ def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, 
                                         image=out.image[ch], nlow=out.nlow[ch],
                                         nhigh=out.nhigh[ch], cov=out.cov[ch])
     return out
+
+
+def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1: int,
+                    ln: Sequence[BandNormalizer] | None) -> BandResult:
+    """Pass 2 for rows [r0, r1): gather the band from every frame and run the kernel."""
+    return _compute_band(_gather_band(sources, plan, r0, r1, ln), plan, r0, r1)
 
 
 def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult]) -> IntegrationResult:
@@ -466,12 +491,26 @@ def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult]) -> Integration
 
 def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
+    from concurrent.futures import ThreadPoolExecutor
+
     plan = _prepare(sources, cfg, weights, ln is not None, budget)
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
-    buffers = (np.empty(c * plan.n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
-    return _assemble(plan, [_integrate_band(sources, plan, r0, r1, ln, buffers)
-                            for r0, r1 in plan.bands()])
+    bands = plan.bands()
+    buffers = [(np.empty(c * plan.n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
+               for _ in range(min(2, len(bands)))]
+    results = []
+    # One reader thread gathers the next band while the (GIL-free, parallel) kernel integrates
+    # this one: reading and decoding overlap the arithmetic instead of adding to it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skystack-read") as reader:
+        pending = reader.submit(_gather_band, sources, plan, *bands[0], ln, buffers[0])
+        for k, (r0, r1) in enumerate(bands):
+            buf = pending.result()
+            if k + 1 < len(bands):
+                pending = reader.submit(_gather_band, sources, plan, *bands[k + 1], ln,
+                                        buffers[(k + 1) % 2])
+            results.append(_compute_band(buf, plan, r0, r1))
+    return _assemble(plan, results)
 
 
 def prepare_integration(frames: Sequence[str | Path], *, config: IntegrationConfig | None = None,
