@@ -102,22 +102,31 @@ def parse_memory(memory: int | str | None) -> int:
     return int(float(m.group(1)) * unit)
 
 
+def _median(v: NDArray[np.float32]) -> float:
+    """Median by partial sort (no float64 copy: this runs on every frame's sample)."""
+    k = v.size
+    if k % 2:
+        return float(np.partition(v, k // 2)[k // 2])
+    part = np.partition(v, [k // 2 - 1, k // 2])
+    return 0.5 * (float(part[k // 2 - 1]) + float(part[k // 2]))
+
+
 def _robust_stats(x: NDArray[np.float32]) -> tuple[float, float, float]:
     """(location, scale, noise) of sample rows (rows, W); 0 and NaN are no data."""
     valid = (x == x) & (x != 0)
-    v = x[valid].astype(np.float64)
+    v = x[valid]
     if v.size == 0:
         return 0.0, 0.0, 0.0
-    loc = float(np.median(v))
-    scale = _MAD * float(np.median(np.abs(v - loc)))
+    loc = _median(v)
+    scale = _MAD * _median(np.abs(v - np.float32(loc)))
     if scale == 0:
-        scale = float(v.std())
+        scale = float(v.astype(np.float64).std())
     # Noise from horizontal first differences: insensitive to gradients and extended signal.
     both = valid[:, 1:] & valid[:, :-1]
-    d = (x[:, 1:].astype(np.float64) - x[:, :-1])[both]
-    noise = _MAD * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0) if d.size else 0.0
+    d = (x[:, 1:] - x[:, :-1])[both]
+    noise = _MAD * _median(np.abs(d - np.float32(_median(d)))) / np.sqrt(2.0) if d.size else 0.0
     if noise == 0 and d.size:
-        noise = float(d.std()) / np.sqrt(2.0)
+        noise = float(d.astype(np.float64).std()) / np.sqrt(2.0)
     return loc, scale, noise
 
 
