@@ -278,3 +278,26 @@ def test_frames_from_the_simulator_are_flagged():
     assert by["tracking"].flags == ["tracking"]
     sat = ms[list(specs).index("satellite")]
     assert abs(sat.trail_angle - 33.0) < 2 and sat.stars < 1.1 * ms[0].stars
+
+
+def test_expressions_use_group_statistics_as_subframe_selector_does():
+    # FWHM 2.0, 2.2, 2.4, 3.0 and a frame that could not be measured (its NaN and 0 stars must
+    # not enter the group statistics)
+    ms = [_fake(path=str(i), fwhm=f, noise=n, catalog=_empty_catalog())
+          for i, (f, n) in enumerate([(2.0, 0.010), (2.2, 0.011), (2.4, 0.009), (3.0, 0.012)])]
+    ms.append(_fake(path="blank", fwhm=float("nan"), stars=0, catalog=_empty_catalog()))
+    sel = select_frames(ms, expression="fwhm <= fwhm_median", auto_flags=False, min_weight=0)
+    assert [s.accepted for s in sel] == [True, True, False, False, False]  # median 2.3
+    sel = select_frames(ms, expression="fwhm <= 1.15 * fwhm_min", auto_flags=False, min_weight=0)
+    assert [s.accepted for s in sel][:4] == [True, True, False, False]  # limit 2.3
+    # robust sigma: MAD of (2.0, 2.2, 2.4, 3.0) about 2.3 is 0.2 → 0.29652
+    sel = select_frames(ms, expression="fwhm < fwhm_median + 2 * fwhm_sigma", auto_flags=False,
+                        min_weight=0)
+    assert [s.accepted for s in sel][:4] == [True, True, True, False]  # limit 2.893
+    sel = select_frames(ms, expression="noise < noise_max and fwhm > fwhm_min",
+                        auto_flags=False, min_weight=0)
+    assert [s.accepted for s in sel][:4] == [False, True, True, False]
+    assert evaluate_expression("fwhm < fwhm_median", {"fwhm": 2.0}) is False  # unknown: false
+    for bad in ("fwhm_mean < 1", "foo_median < 1", "fwhm_median_min < 1"):
+        with pytest.raises(ConfigError, match="group statistics"):
+            evaluate_expression(bad, {})

@@ -42,6 +42,7 @@ __all__ = [
     "select_frames",
     "evaluate_expression",
     "EXPRESSION_NAMES",
+    "GROUP_STATISTICS",
 ]
 
 WeightMethod = Literal["psf_signal", "psf_snr", "noise", "snr", "wbpp"]
@@ -667,10 +668,22 @@ EXPRESSION_NAMES: dict[str, str] = {
     "nstar": "n_star", "beta": "beta", "weight": "weight", "transparency": "transparency",
 }
 
+#: Group statistics an expression may use as ``<name>_<stat>`` (``fwhm_median``, ``fwhm_min``,
+#: ``noise_sigma``...): over the frames given to :func:`select_frames`, as in PixInsight's
+#: SubframeSelector (``FWHMMedian``, ``FWHMMin``...). ``sigma`` is the robust 1.4826·MAD.
+GROUP_STATISTICS: tuple[str, ...] = ("min", "max", "median", "sigma")
+
 _CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.Div: operator.truediv}
+
+
+def _known_name(name: str) -> bool:
+    if name in EXPRESSION_NAMES:
+        return True
+    base, _, stat = name.rpartition("_")
+    return stat in GROUP_STATISTICS and base in EXPRESSION_NAMES
 
 
 def _parse(expression: str) -> ast.Expression:
@@ -686,9 +699,11 @@ def _parse(expression: str) -> ast.Expression:
         if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
                                                or not isinstance(node.value, (int, float))):
             ok = False
-        if isinstance(node, ast.Name) and node.id not in EXPRESSION_NAMES:
+        if isinstance(node, ast.Name) and not _known_name(node.id):
             names = ", ".join(sorted(EXPRESSION_NAMES))
-            msg = f"selection expression {expression!r}: unknown name {node.id!r} (known: {names})"
+            stats = "/".join(GROUP_STATISTICS)
+            msg = (f"selection expression {expression!r}: unknown name {node.id!r} (known: "
+                   f"{names}; and group statistics such as fwhm_median: <name>_{{{stats}}})")
             raise ConfigError(msg)
         if not ok:
             msg = (f"selection expression {expression!r}: {type(node).__name__} is not allowed — "
@@ -732,15 +747,41 @@ def _eval(node: ast.AST, env: dict[str, float]) -> Any:
 def evaluate_expression(expression: str, values: dict[str, float]) -> bool:
     """Evaluate a selection expression such as ``fwhm < 4.5 and ecc < 0.6``.
 
-    Only names from :data:`EXPRESSION_NAMES`, numbers, comparisons (chains allowed),
-    ``and``/``or``/``not`` and ``+ - * /`` are accepted; anything else raises ConfigError.
-    A comparison with a missing (NaN/None) value is false.
+    Only names from :data:`EXPRESSION_NAMES` (and their group statistics ``<name>_min``,
+    ``_max``, ``_median``, ``_sigma``, see :data:`GROUP_STATISTICS`), numbers, comparisons
+    (chains allowed), ``and``/``or``/``not`` and ``+ - * /`` are accepted; anything else raises
+    ConfigError. A comparison with a missing (NaN/None) value is false.
+
+    Examples
+    --------
+    >>> evaluate_expression("fwhm <= 1.1 * fwhm_median", {"fwhm": 2.0, "fwhm_median": 1.9})
+    True
     """
     tree = _parse(expression)
     env = {k: (float("nan") if v is None else float(v)) for k, v in values.items()}
-    for name in EXPRESSION_NAMES:
-        env.setdefault(name, float("nan"))
-    return bool(_eval(tree, env))
+    return bool(_eval(tree, _MissingIsNaN(env)))
+
+
+class _MissingIsNaN(dict):  # type: ignore[type-arg]
+    """Expression environment: a known name without a value reads as NaN (comparisons false)."""
+
+    def __missing__(self, key: str) -> float:
+        return float("nan")
+
+
+def _group_statistics(values: dict[str, NDArray[np.float64]]) -> dict[str, float]:
+    """``<name>_<stat>`` for every column: min, max, median and robust sigma of finite values."""
+    out: dict[str, float] = {}
+    for name, v in values.items():
+        v = v[np.isfinite(v)]
+        if not v.size:
+            continue
+        med = float(np.median(v))
+        out[f"{name}_min"] = float(v.min())
+        out[f"{name}_max"] = float(v.max())
+        out[f"{name}_median"] = med
+        out[f"{name}_sigma"] = 1.4826 * float(np.median(np.abs(v - med)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -864,7 +905,9 @@ def select_frames(
         Reject frames whose relative weight is below this (WBPP's default 0.05).
     expression : str, optional
         Keep only frames for which it is true, e.g. ``"fwhm < 4.5 and ecc < 0.6"``; see
-        :func:`evaluate_expression` for the names.
+        :func:`evaluate_expression` for the names. Group statistics of these frames are
+        available as ``<name>_min/_max/_median/_sigma``: ``"fwhm <= 1.1 * fwhm_median"`` keeps
+        the frames whose seeing is at most 10 % worse than the group's typical frame.
     auto_flags : bool
         Flag clouds, trails, tracking errors and frames with too few stars.
     method : str
@@ -890,6 +933,21 @@ def select_frames(
     elong = 1.0 / np.sqrt(np.clip(1.0 - eccs**2, 1e-12, 1.0))
     med_elong = float(np.nanmedian(elong)) if np.isfinite(elong).any() else 1.0
     med_ecc = float(np.nanmedian(eccs)) if np.isfinite(eccs).any() else 0.0
+    columns: dict[str, NDArray[np.float64]] = {}
+    group: dict[str, float] = {}
+    if expression:
+        for name, attr in EXPRESSION_NAMES.items():
+            if attr == "weight":
+                columns[name] = np.asarray(w, dtype=np.float64)
+            elif attr == "transparency":
+                columns[name] = np.asarray(transp, dtype=np.float64)
+            else:
+                columns[name] = np.array([np.nan if getattr(m, attr) is None
+                                          else float(getattr(m, attr)) for m in measurements])
+        # group statistics over the frames that could be measured (a failed frame's NaN FWHM
+        # or 0 stars must not pull the median)
+        measured = np.array([m.stars > 0 and math.isfinite(m.fwhm) for m in measurements])
+        group = _group_statistics({k: np.where(measured, v, np.nan) for k, v in columns.items()})
     out = []
     for i, m in enumerate(measurements):
         reasons: list[str] = []
@@ -920,15 +978,8 @@ def select_frames(
                 reasons.append(f"too few stars: {m.stars} (the set's median is {med_stars:.0f})")
                 codes.append("few_stars")
         if expression:
-            env: dict[str, float] = {}
-            for name, attr in EXPRESSION_NAMES.items():
-                if attr == "weight":
-                    env[name] = float(w[i])
-                elif attr == "transparency":
-                    env[name] = float(transp[i])
-                else:
-                    v = getattr(m, attr)
-                    env[name] = float("nan") if v is None else float(v)
+            env = {name: float(col[i]) for name, col in columns.items()}
+            env.update(group)
             if not evaluate_expression(expression, env):
                 reasons.append(f"does not satisfy the selection expression '{expression}'")
                 codes.append("expression")
