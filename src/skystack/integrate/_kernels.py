@@ -58,43 +58,6 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FM)
-def _std1(s, lo, hi):  # type: ignore[no-untyped-def]
-    k = hi - lo + 1
-    acc = 0.0
-    for j in range(lo, hi + 1):
-        acc += s[j]
-    mean = acc / k
-    var = 0.0
-    for j in range(lo, hi + 1):
-        d = s[j] - mean
-        var += d * d
-    return math.sqrt(var / (k - 1))
-
-
-@njit(cache=True, fastmath=_FM)
-def _winsor_sigma(s, lo, hi, m):  # type: ignore[no-untyped-def]
-    k = hi - lo + 1
-    sigma = _std1(s, lo, hi)
-    for _ in range(MAX_ITER):
-        a = m - WINSOR_CUT * sigma
-        b = m + WINSOR_CUT * sigma
-        acc = 0.0
-        for j in range(lo, hi + 1):
-            acc += min(max(s[j], a), b)
-        mean = acc / k
-        var = 0.0
-        for j in range(lo, hi + 1):
-            d = min(max(s[j], a), b) - mean
-            var += d * d
-        new = WINSOR_FACTOR * math.sqrt(var / (k - 1))
-        done = abs(new - sigma) <= WINSOR_TOL * sigma
-        sigma = new
-        if done:
-            break
-    return sigma
-
-
-@njit(cache=True, fastmath=_FM)
 def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_relax,  # type: ignore[no-untyped-def]
             gain, esd_lambda, spread):
     lo = 0
@@ -110,17 +73,12 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
             return lo, hi
         m = _median(s, lo, hi)
         return _clip_ends(s, lo, hi, m - low * abs(m), m + high * abs(m))
-    if method == SIGMA or method == WINSORIZED or method == AVSIGMA:
+    if method == AVSIGMA:          # (sigma and winsorized: _sigma_clip)
         for _ in range(MAX_ITER):
             if hi - lo + 1 < 3:
                 break
             m = _median(s, lo, hi)
-            if method == SIGMA:
-                sigma = _std1(s, lo, hi)
-            elif method == WINSORIZED:
-                sigma = _winsor_sigma(s, lo, hi, m)
-            else:
-                sigma = math.sqrt(gain * abs(m))
+            sigma = math.sqrt(gain * abs(m))
             if not sigma > 0:
                 break
             nlo, nhi = _clip_ends(s, lo, hi, m - low * sigma, m + high * sigma)
@@ -252,36 +210,58 @@ def _sort_block(s, t, net, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FM)
-def _clamped_sigma(s, p1, p2, c, lo, hi, a, b):  # type: ignore[no-untyped-def]
-    """Sample σ (ddof 1) of the sorted run s[lo..hi] clamped to [a, b], from prefix sums.
+def _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma):  # type: ignore[no-untyped-def]
+    """Winsorized σ of the sorted run s[lo..hi] around ``m``, starting from ``sigma``.
 
-    ``p1``/``p2`` are prefix sums of (s − c) and (s − c)² over the sorted column, so the run's
-    clamped sums cost a walk over the few clamped samples at each end instead of a pass.
+    The fixed point of σ = F·std(clamp(run, m ± Kσ)) that the plain iteration converges to,
+    solved exactly (see ``_reference.winsorized_sigma``). ``p1``/``p2`` are prefix sums of
+    (s − c) and (s − c)² over the sorted column, so each step costs a walk over the few clamped
+    samples at the ends instead of a pass over the run.
     """
     k = hi - lo + 1
-    ja = lo
-    while ja <= hi and s[ja] < a:
-        ja += 1
-    jb = hi
-    while jb >= ja and s[jb] > b:
-        jb -= 1
-    na = ja - lo
-    nb = hi - jb
-    s1 = p1[jb + 1] - p1[ja]
-    s2 = p2[jb + 1] - p2[ja]
-    if na:                       # (an infinite bound clamps nothing: never multiply it by 0)
-        s1 += na * (a - c)
-        s2 += na * (a - c) * (a - c)
-    if nb:
-        s1 += nb * (b - c)
-        s2 += nb * (b - c) * (b - c)
-    var = (s2 - s1 * s1 / k) / (k - 1)
-    return math.sqrt(var) if var > 0 else 0.0
+    u = m - c
+    lim = (k - 1) / (WINSOR_FACTOR * WINSOR_FACTOR)
+    for _ in range(MAX_ITER):
+        a = m - WINSOR_CUT * sigma
+        b = m + WINSOR_CUT * sigma
+        ja = lo
+        while ja <= hi and s[ja] < a:
+            ja += 1
+        jb = hi
+        while jb >= ja and s[jb] > b:
+            jb -= 1
+        nc = (ja - lo) + (hi - jb)
+        nd = (hi - jb) - (ja - lo)
+        # clamped sums as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
+        alpha = nc * u + (p1[jb + 1] - p1[ja])
+        beta = WINSOR_CUT * nd
+        gamma = nc * u * u + (p2[jb + 1] - p2[ja])
+        delta = 2.0 * u * WINSOR_CUT * nd
+        eps = WINSOR_CUT * WINSOR_CUT * nc
+        qa = eps - beta * beta / k - lim
+        qb = delta - 2.0 * alpha * beta / k
+        qc = gamma - alpha * alpha / k
+        if qa < 0:
+            disc = qb * qb - 4.0 * qa * qc
+            if disc >= 0:
+                root = (-qb - math.sqrt(disc)) / (2.0 * qa)
+                ra = m - WINSOR_CUT * root
+                rb = m + WINSOR_CUT * root
+                if (root > 0 and (ja == lo or s[ja - 1] < ra) and (ja > hi or s[ja] >= ra)
+                        and (jb == hi or s[jb + 1] > rb) and (jb < lo or s[jb] <= rb)):
+                    return root        # this clamping holds at its own fixed point
+        var = (gamma + (delta + eps * sigma) * sigma - (alpha + beta * sigma) ** 2 / k) / (k - 1)
+        new = WINSOR_FACTOR * math.sqrt(var) if var > 0 else 0.0
+        done = abs(new - sigma) <= WINSOR_TOL * sigma
+        sigma = new
+        if done:
+            break
+    return sigma
 
 
 @njit(cache=True, fastmath=_FM)
 def _sigma_clip(s, n, p1, p2, winsorized, low, high):  # type: ignore[no-untyped-def]
-    """Sigma or winsorized sigma clipping of sorted ``s[:n]`` (the rules of ``_reject``)."""
+    """Sigma or winsorized sigma clipping of sorted ``s[:n]`` (``_reference.reject_sorted``)."""
     lo = 0
     hi = n - 1
     if n < 3:
@@ -294,18 +274,15 @@ def _sigma_clip(s, n, p1, p2, winsorized, low, high):  # type: ignore[no-untyped
         p1[j + 1] = p1[j] + d
         p2[j + 1] = p2[j] + d * d
     for _ in range(MAX_ITER):
-        if hi - lo + 1 < 3:
+        k = hi - lo + 1
+        if k < 3:
             break
         m = _median(s, lo, hi)
-        sigma = _clamped_sigma(s, p1, p2, c, lo, hi, -np.inf, np.inf)
-        if winsorized:
-            for _ in range(MAX_ITER):
-                new = WINSOR_FACTOR * _clamped_sigma(s, p1, p2, c, lo, hi, m - WINSOR_CUT * sigma,
-                                                     m + WINSOR_CUT * sigma)
-                done = abs(new - sigma) <= WINSOR_TOL * sigma
-                sigma = new
-                if done:
-                    break
+        s1 = p1[hi + 1] - p1[lo]
+        var = (p2[hi + 1] - p2[lo] - s1 * s1 / k) / (k - 1)
+        sigma = math.sqrt(var) if var > 0 else 0.0
+        if winsorized and sigma > 0:
+            sigma = _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma)
         if not sigma > 0:
             break
         nlo, nhi = _clip_ends(s, lo, hi, m - low * sigma, m + high * sigma)

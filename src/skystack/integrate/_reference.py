@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["KernelParams", "METHOD_CODES", "COMBINE_CODES", "esd_critical_values",
-           "reject_sorted", "integrate_reference", "linfit_spread_table"]
+           "reject_sorted", "integrate_reference", "linfit_spread_table", "winsorized_sigma"]
 
 #: Method and combine codes shared with the kernels (kept in sync by a test).
 METHOD_CODES: dict[str, int] = {"none": 0, "minmax": 1, "percentile": 2, "sigma": 3,
@@ -100,6 +100,45 @@ def _clip_ends(s: NDArray[np.float64], lo: int, hi: int, a: float, b: float) -> 
     return new_lo, new_hi
 
 
+def winsorized_sigma(run: NDArray[np.float64], m: float) -> float:
+    """σ of a sorted run by winsorization at ``m ± 1.5σ`` with σ = 1.134·stddev(winsorized).
+
+    PixInsight and Siril iterate σ ← F(σ) = 1.134·std(clamp(run, m ± 1.5σ)) from the plain
+    standard deviation until it changes by less than 0.05 %. F is non-decreasing in σ and, while
+    the same samples are clamped, F(σ)² is a quadratic in σ; so the limit of that iteration is
+    solved exactly: for the current clamping, solve σ² = F(σ)², and accept the root if the same
+    samples are clamped there (then the iteration, which moves monotonically towards that root
+    inside this clamping, converges to it). Otherwise take one plain step and try again; the
+    plain iteration with its tolerance is the fallback.
+    """
+    k = len(run)
+    sigma = float(run.std(ddof=1))
+    if not sigma > 0:
+        return sigma
+    lim = (k - 1) / WINSOR_FACTOR**2
+    for _ in range(MAX_ITER):
+        a, b = m - WINSOR_CUT * sigma, m + WINSOR_CUT * sigma
+        low, high = run < a, run > b
+        mid = run[~low & ~high] - m
+        nc, nd = int(low.sum() + high.sum()), int(high.sum() - low.sum())
+        # clamped sums around m as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
+        alpha, beta = float(mid.sum()), WINSOR_CUT * nd
+        gamma, eps = float((mid * mid).sum()), WINSOR_CUT**2 * nc
+        qa, qb, qc = eps - beta * beta / k - lim, -2 * alpha * beta / k, gamma - alpha * alpha / k
+        if qa < 0 and qb * qb - 4 * qa * qc >= 0:
+            root = (-qb - math.sqrt(qb * qb - 4 * qa * qc)) / (2 * qa)
+            if root > 0 and np.array_equal(run < m - WINSOR_CUT * root, low) and np.array_equal(
+                    run > m + WINSOR_CUT * root, high):
+                return root
+        w = np.clip(run, a, b)
+        new = WINSOR_FACTOR * float(w.std(ddof=1))
+        done = abs(new - sigma) <= WINSOR_TOL * sigma
+        sigma = new
+        if done:
+            break
+    return sigma
+
+
 def reject_sorted(s: NDArray[np.float64], p: KernelParams,
                   esd_lambda: NDArray[np.float64] | None = None,
                   spread: NDArray[np.float64] | None = None) -> tuple[int, int]:
@@ -130,14 +169,7 @@ def reject_sorted(s: NDArray[np.float64], p: KernelParams,
             if p.method == "sigma":
                 sigma = float(run.std(ddof=1))
             elif p.method == "winsorized":
-                sigma = float(run.std(ddof=1))
-                for _ in range(MAX_ITER):
-                    w = np.clip(run, m - WINSOR_CUT * sigma, m + WINSOR_CUT * sigma)
-                    new = WINSOR_FACTOR * float(w.std(ddof=1))
-                    done = abs(new - sigma) <= WINSOR_TOL * sigma
-                    sigma = new
-                    if done:
-                        break
+                sigma = winsorized_sigma(run, m)
             else:
                 sigma = math.sqrt(p.poisson_gain * abs(m))
             if not sigma > 0:
