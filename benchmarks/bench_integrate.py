@@ -53,6 +53,15 @@ def make_frames(folder: Path, n: int, h: int, w: int, seed: int = 0) -> list[Pat
 _RUNNER = r"""
 import json, resource, sys, time
 paths = json.loads(sys.argv[1]); what = sys.argv[2]
+# imports outside the timing, for every contender
+if what == "floor":
+    from skystack.io import read_image
+elif what.startswith("skystack:"):
+    from skystack.integrate import IntegrationConfig, integrate
+elif what.startswith("ccdproc"):
+    import ccdproc
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = ru0.ru_utime + ru0.ru_stime
 t0 = time.perf_counter()
 if what == "floor":
     from skystack.io import read_image
@@ -73,7 +82,8 @@ elif what.startswith("ccdproc"):
     ccdproc.combine(paths, method="average", sigma_clip=True, sigma_clip_low_thresh=4,
                     sigma_clip_high_thresh=3, mem_limit=2e9, unit="adu", dtype="float32")
 wall = time.perf_counter() - t0
-print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime - cpu0, "rss_mb": ru.ru_maxrss / 1024}))
 """
 
 
@@ -91,14 +101,14 @@ def _siril(folder: Path, rej: str, args: str) -> dict[str, float] | None:
     script.write_text(f"requires 1.0.0\nsetext fits\ncd {folder}\n"
                       f"stack light rej {rej} {args} -norm=addscale -out=siril_{rej}\n")
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", exe, "-s", str(script)],
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", exe, "-s", str(script)],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         print(f"siril failed: {proc.stdout[-500:]} {proc.stderr[-500:]}", file=sys.stderr)
         return None
-    rss = float(proc.stderr.strip().splitlines()[-1]) / 1024
-    return {"wall": wall, "rss_mb": rss}
+    rss, user, system = (float(v) for v in proc.stderr.strip().splitlines()[-1].split())
+    return {"wall": wall, "cpu": user + system, "rss_mb": rss / 1024}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,23 +151,27 @@ def main(argv: list[str] | None = None) -> int:
             floor = res["floor: read_image every frame"]["wall"]  # type: ignore[index]
             for name, r in res.items():
                 if r is None:
-                    rows.append((n, name, None, None, None, None, None))
+                    rows.append((n, name, None, None, None, None, None, None, None))
                     continue
                 siril_key = "siril winsorized 4/3" if "wins" in name else "siril linear 5 3.5"
                 siril = res.get(siril_key)
-                rows.append((n, name, r["wall"], mpx / r["wall"], r["rss_mb"], r["wall"] / floor,
-                             (r["wall"] / siril["wall"]) if siril and name.startswith("skystack")
-                             else None))
+                peer = siril is not None and name.startswith("skystack")
+                rows.append((n, name, r["wall"], r["cpu"], mpx / r["wall"], r["rss_mb"],
+                             r["wall"] / floor, r["wall"] / siril["wall"] if peer else None,
+                             r["cpu"] / siril["cpu"] if peer else None))
     print(f"\n{w}x{h} uint16 FITS, page cache warm, memory budget {args.memory}, "
           f"{__import__('os').cpu_count()} cores\n")
-    print("| frames | run | wall s | Mpx·frame/s | peak RSS MB | × floor | × Siril |")
-    print("|---|---|---|---|---|---|---|")
-    for n, name, wall, rate, rss, xf, xs in rows:
+    print("| frames | run | wall s | CPU s | Mpx·frame/s | peak RSS MB | × floor | × Siril wall "
+          "| × Siril CPU |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n, name, wall, cpu, rate, rss, xf, xs, xc in rows:
         if wall is None:
-            print(f"| {n} | {name} | n/a | | | | |")
+            print(f"| {n} | {name} | n/a | | | | | | |")
             continue
         xs_s = f"{xs:.2f}" if xs is not None else ""
-        print(f"| {n} | {name} | {wall:.1f} | {rate:.0f} | {rss:.0f} | {xf:.2f} | {xs_s} |")
+        xc_s = f"{xc:.2f}" if xc is not None else ""
+        print(f"| {n} | {name} | {wall:.2f} | {cpu:.2f} | {rate:.0f} | {rss:.0f} | {xf:.2f} | "
+              f"{xs_s} | {xc_s} |")
     return 0
 
 
