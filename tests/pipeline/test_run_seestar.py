@@ -10,6 +10,7 @@ import numpy as np
 
 from skystack.io import read_image
 from skystack.pipeline import RunConfig, run_pipeline
+from skystack.weights import measure_frame
 
 
 def test_seestar_session_end_to_end(realdata: Path, tmp_path: Path) -> None:
@@ -26,3 +27,11 @@ def test_seestar_session_end_to_end(realdata: Path, tmp_path: Path) -> None:
     # the missing calibration is reported as a warning, not a stop
     assert {d["severity"] for d in run["doctor"] if d["check"] == "links"} == {"warning"}
     assert group["noise_gain"] >= 0.9 * np.sqrt(group["frames"])
+
+    # Sharpness: registration and integration add < 5 % to the FWHM of the frames they combine,
+    # each frame measured on the reference grid as the stack is (benchmarks/seestar_fwhm.py:
+    # the undersampled stars, FWHM ≈ 2 px, read 5-20 % wider after any resampling, so a frame
+    # measured on its own grid is not comparable).
+    singles = [measure_frame(read_image(r["registered"]).data).fwhm for r in rows]
+    stack = measure_frame(master).fwhm
+    assert stack <= 1.05 * float(np.median(singles)), (stack, singles)
