@@ -9,8 +9,8 @@ Runs ``skystack run`` on the real Seestar subs in ``../shared/realdata/seestar/M
     ``run.json`` reports and what the issue's criterion uses. Single frames are measured on the
     debayered, calibrated frame (``work/calibrated``), the stack on the master light.
 ``common``
-    Gaussian-fit FWHM, median over one fixed set of stars (the stack's bright unsaturated fitted
-    stars, mapped into each frame through its ``H``). Same stars everywhere, and a fit whose width
+    Gaussian-fit FWHM, median over one fixed set of stars (the registration reference's clear,
+    unsaturated, fitted stars, mapped into each frame through its ``H``). Same stars everywhere, and a fit whose width
     does not trade against a free Moffat β: on these undersampled stars (FWHM ≈ 2 px) the Moffat
     FWHM swings by 10–20 % with sub-pixel changes of the core (β hits 1.1 for some stars and
     ∞ for others), the Gaussian width by 1–2 %.
@@ -43,13 +43,14 @@ DATA = REPO.parent / "shared" / "realdata" / "seestar" / "M94_session1"
 KS = (1, 2, 3, 5, 8, 12)
 
 
-def _common_stars(stack_lum: np.ndarray) -> np.ndarray:
-    """Bright, unsaturated, PSF-fitted stars of the stack, away from the edges: (N, 2) x, y."""
+def _common_stars(ref_lum: np.ndarray, min_snr: float = 20.0) -> np.ndarray:
+    """Clear (SNR ≥ ``min_snr``), unsaturated stars of the registration reference frame, away from the
+    edges: (N, 2) x, y on the reference grid (the same stars whatever frames a run stacks)."""
     from skystack.stars import detect_stars
 
-    c = detect_stars(stack_lum)
-    h, w = stack_lum.shape
-    ok = c.fitted & ~c.saturated & (c.snr >= 50)
+    c = detect_stars(ref_lum)
+    h, w = ref_lum.shape
+    ok = ~c.saturated & (c.snr >= min_snr)
     ok &= (c.x > 40) & (c.x < w - 41) & (c.y > 40) & (c.y < h - 41)
     return np.column_stack([c.x[ok], c.y[ok]])
 
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ref_path = group["registration_reference"]
 
     stack = luminance(read_image(group["output"]).data)
-    pts = _common_stars(stack)
+    ref_row = next(r for r in group["frame_rows"] if r["path"] == ref_path)
+    pts = _common_stars(luminance(read_image(ref_row["calibrated"]).data))
     rows = [r for r in group["frame_rows"] if r.get("calibrated")]
     table = []
     for r in rows:
