@@ -21,6 +21,16 @@ frame, the best frame after warping (interpolation broadening), the stack ``skys
 made, and plain averages of the best k registered frames (ranked by ``fwhm``; the average of all
 of them reproduces the run's stack within 0.01 px, so integration adds no blur).
 
+Measured (2026-11-26, 19 of 20 subs integrated): registration is not what broadens the stack —
+pairs of SNR ≥ 40 stars agree to 0.19 px RMS (both centroids' noise), a 2nd/3rd-order polynomial
+on top of the projective fit lowers that by no more than its extra parameters explain (no
+distortion to model), and bright stars scatter 0.08 px per axis across the registered frames;
+a plain average of the registered frames gives the run's FWHM within 0.01 px. What remains is
+the seeing spread of the subs (the stack sits at their median: 1.02× on ``common``) and the
+resampling of undersampled stars (``fwhm`` of the sharpest frames +5–20 % after warping, with
+any kernel; ``common`` +0–2 %). ``--select "fwhm <= fwhm_median"`` (the sharper half) brings
+``common`` to 1.04× the best frame at 0.72× the noise gain.
+
 Run: ``.venv/bin/python benchmarks/seestar_fwhm.py [--select "fwhm <= fwhm_median"]
 [--weights measure] [--jobs 1]`` — about 3 minutes on one core. Exits 0 with a note when
 ``../shared/realdata`` is absent.
