@@ -329,3 +329,35 @@ def test_ln_targets_hold_on_simulated_lights() -> None:
     gl_err = np.mean(gl_bgs, axis=0) - ref_bg
     # flatness: the error's spread over the field (a constant offset is not a gradient)
     assert ln_err.std() < 0.25 * gl_err.std()
+
+
+def _trail(shape: tuple[int, int], width: int = 3) -> np.ndarray:
+    """A diagonal satellite trail across the whole frame."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return np.abs(yy - 0.6 * xx - 40) <= width / 2
+
+
+def test_ln_reference_from_files_rejects_a_trail(sky, tmp_path) -> None:
+    """The reference is an integration with rejection (WBPP): a trail in one frame stays out."""
+    from skystack.io import Image, write_image
+    from skystack.normalize import build_reference, build_reference_from_files
+
+    rng = np.random.default_rng(22)
+    trail = _trail((H, W))
+    paths, frames = [], []
+    for i, t in enumerate([1.0, 0.97, 0.95, 1.02, 0.9]):
+        f = frame(sky, t, np.zeros((H, W), np.float32), rng)
+        if i == 1:
+            f[trail] += 0.05
+        p = tmp_path / f"r{i}.fits"
+        write_image(p, Image.from_array(f))
+        paths.append(p)
+        frames.append(f)
+    weights = [1.0, 0.9, 0.8, 0.7, 0.1]           # the trailed frame is among the best three
+    ref = build_reference_from_files(paths, weights)
+    assert sorted(ref.frames) == [0, 1, 2]
+    truth = 1.0 * sky + SKY                         # on the best frame's scale
+    excess = float(np.median((ref.data - truth)[trail]))
+    assert abs(excess) < 3 * 5e-4                   # within the noise of the average
+    plain = build_reference(frames, weights)        # the plain average keeps a third of it
+    assert float(np.median((plain.data - truth)[trail])) > 0.01

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numba as nb
 import numpy as np
@@ -46,6 +47,7 @@ __all__ = [
     "global_normalization",
     "compute_local_normalization",
     "build_reference",
+    "build_reference_from_files",
     "validate_reference",
     "check_reference_type",
     "check_coverage",
@@ -571,7 +573,13 @@ def _scale_from_stars(
     # most, which a median of noisy ratios would not do; outliers (variables, blends, stars
     # saturated in one image) are clipped on their normalized residuals.
     a = _robust_median(r / t)
-    use = np.ones(len(t), bool)
+    # a star whose ratio is off by more than ×1.5 either way is not the same light in both images
+    # (a trail or cosmic ray across it in one, a blend): out before the first fit, where a few
+    # bright ones have the leverage to drag the scale (a trail once gave 0.32 for 0.98)
+    ratio = r / (a * t)
+    use = (ratio > 0) & (np.abs(np.log(np.where(ratio > 0, ratio, 1.0))) <= np.log(1.5))
+    if use.sum() < cfg.min_stars:
+        use = np.ones(len(t), bool)
     for _ in range(5):
         var = erf**2 + (a * et) ** 2
         a = float(np.sum(r * t / var * use) / np.sum(t * t / var * use))
@@ -823,6 +831,62 @@ def _block_nanmedian(vals: NDArray[np.float32], size: int) -> NDArray[np.float64
             med = np.nanmedian(pad.reshape(ny, cell, nx, cell), axis=(1, 3))
     up = np.repeat(np.repeat(med, cell, 0), cell, 1)
     return up[: vals.shape[0], : vals.shape[1]]
+
+
+def build_reference_from_files(
+    paths: Sequence[str | Path],
+    weights: Sequence[float],
+    *,
+    n: int | None = None,
+    memory: int | str | None = None,
+) -> ReferenceResult:
+    """The LN reference the way WBPP makes it: an integration of the best frames, with rejection.
+
+    The best ``n`` frames by weight (default :func:`reference_frame_count`) are integrated by the
+    stack engine, streaming row bands: average weighted by ``weights``, additive + scaling
+    normalization to the best frame (its median and MAD, as :func:`global_normalization`), the
+    ``auto`` rejection for that many frames, so a trail or cosmic ray in one of them does not end
+    up in the reference (and from there in every frame's LN scale). The result is validated and
+    repaired per channel (:func:`validate_reference`).
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Registered frames on the reference grid (0 = no data), mono or colour.
+    weights : sequence of float
+        Frame quality (higher is better), e.g. PSF Signal Weight.
+    n : int, optional
+        Frames to use.
+    memory : int or str, optional
+        Memory budget of the integration (see :func:`skystack.integrate.integrate`).
+
+    Returns
+    -------
+    ReferenceResult
+    """
+    from skystack.integrate import IntegrationConfig, integrate
+
+    if len(paths) == 0:
+        msg = "no frames to build an LN reference from"
+        raise LNError(msg)
+    count = n or reference_frame_count(len(paths))
+    order = [int(i) for i in np.argsort(-np.asarray(weights, float), kind="stable")[:count]]
+    w = np.array([max(float(weights[i]), 0.0) for i in order])
+    cfg = IntegrationConfig(combine="average", rejection="auto", normalization="additive-scaling",
+                            rejection_normalization="scale", weights="none", reference=0,
+                            subtract_pedestal=False, range_low=0.0)
+    res = integrate([paths[i] for i in order], config=cfg,
+                    weights=w if w.sum() > 0 else None, memory=memory)
+    image = np.asarray(res.image, np.float32)
+    planes = image if image.ndim == 3 else image[None]
+    fixed, repaired, notes = [], 0, []
+    for plane in planes:
+        data, rep, note = validate_reference(plane)
+        fixed.append(data)
+        repaired += rep
+        notes += note
+    data = np.stack(fixed) if image.ndim == 3 else fixed[0]
+    return ReferenceResult(data, order, repaired, notes)
 
 
 def build_reference(

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from skystack.normalize import (
         LNConfig,
         LNError,
-        build_reference,
+        build_reference_from_files,
         check_coverage,
         check_reference_type,
         compute_local_normalization,
@@ -79,22 +79,14 @@ def run(args: argparse.Namespace) -> int:
                 _say(f"{args.reference}: {note}")
         reference = np.stack(fixed) if given.ndim == 3 else fixed[0]
     else:
-        first = read_image(paths[0]).data
-        channels = first.shape[0] if first.ndim == 3 else 0
-        planes_ref = []
-        for c in range(max(channels, 1)):
-            def loader(p: Path, c: int = c) -> Any:
-                d = read_image(p).data
-                return d[c] if channels else d
-
-            ref = build_reference([(lambda p=p: loader(p)) for p in paths], weights)
-            for note in ref.notes:
-                _say(f"reference: {note}")
-            planes_ref.append(ref.data)
-        reference = np.stack(planes_ref) if channels else planes_ref[0]
+        ref = build_reference_from_files(paths, weights)
+        for note in ref.notes:
+            _say(f"reference: {note}")
+        reference = ref.data
         target = args.output / "ln_reference.fits"
         write_image(target, Image.from_array(reference))
-        _say(f"reference: average of {len(ref.frames)} best frames → {target}")
+        _say(f"reference: integration of the {len(ref.frames)} best frames (auto rejection) "
+             f"→ {target}")
 
     cfg = LNConfig(scale=args.scale)
     for p in paths:

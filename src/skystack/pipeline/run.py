@@ -414,7 +414,7 @@ def _register_all(groups: list[Group], cfg: RunConfig, work: Path, executor: Any
 def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: Any, prog: Progress,
                    result: RunResult, say: Callable[[str], None]) -> None:
     from skystack.io import Image, read_image, write_image
-    from skystack.normalize import LNError, build_reference, validate_reference
+    from skystack.normalize import LNError, build_reference_from_files, validate_reference
     from skystack.pipeline.cache import atomic_write
 
     tasks, owners = [], []
@@ -438,21 +438,23 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                 atomic_write(target, lambda p, d=fixed: write_image(p, Image.from_array(d)))
             reason = f"given by the user ({ref_path.name}), validated"
         else:
-            key = step_key("ln-reference", {"n": None},
+            key = step_key("ln-reference", {"n": None, "method": "integration, auto rejection"},
                            [r["registered_key"] for r in ranked])
             target = work / "ln_reference" / f"{g.name}_{key[:8]}.fits"
             if not target.exists():
-                loaders = [(lambda p=r["registered"]: read_image(p).data) for r in ranked]
                 try:
-                    ref = _build_reference_nd(loaders, [r["weight"] for r in ranked], build_reference)
-                except LNError as err:
+                    ref = build_reference_from_files([r["registered"] for r in ranked],
+                                                     [r["weight"] for r in ranked],
+                                                     memory=cfg.memory).data
+                except (LNError, SkystackError) as err:
                     say(f"{g.name}: LN reference failed ({err}); global normalization instead")
                     continue
                 atomic_write(target, lambda p, d=ref: write_image(p, Image.from_array(d)))
             from skystack.normalize import reference_frame_count
 
-            reason = (f"average of the best {reference_frame_count(n)} of {n} frames by weight "
-                      "after global normalization, no rejection; zero/NaN pixels repaired")
+            reason = (f"integration of the best {reference_frame_count(n)} of {n} frames by "
+                      "weight (additive + scaling normalization to the best, auto rejection, as "
+                      "WBPP); zero/NaN pixels repaired")
         g.ln_reference = str(target)
         result.decisions.append({"stage": "normalize", "group": g.name, "decision": "ln-reference",
                                  "path": str(target), "reason": reason})
@@ -484,17 +486,6 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                                      "reason": reason})
             for r in g.accepted:
                 r["ln"] = None
-
-
-def _build_reference_nd(loaders: list[Callable[[], np.ndarray]], weights: list[float],
-                        build: Callable[..., Any]) -> np.ndarray:
-    first = loaders[0]()
-    if first.ndim == 2:
-        return build(loaders, weights).data
-    planes = []
-    for c in range(first.shape[0]):
-        planes.append(build([(lambda f=f, c=c: f()[c]) for f in loaders], weights).data)
-    return np.stack(planes)
 
 
 class _LNApply:
