@@ -18,8 +18,12 @@ transparency changes do not fight in the stack::
   A clipped *mean*, not a median: the median of low-count (Poisson-skewed) sky sits below its
   mean by about σ·skewness/6 — 0.07 % of a 240 e⁻ sky, a third of the error budget.
 
-The reference is built from the best frames by weight (the seed page: "stack your best 10–20
-subs, average, no rejection") and validated: it must be a light (a dark has no sky), and zero or
+The reference is built from the best frames by weight and validated. The pipeline integrates
+them as WBPP does (:func:`build_reference_from_files`: average, auto rejection) rather than the
+seed page's manual recipe ("stack your best 10–20 subs, average, no rejection", kept as
+:func:`build_reference`): without rejection a satellite trail in one of the best frames lands in
+the reference and drags every frame's LN scale (seen on a simulated night: one frame's a1 0.32
+instead of 0.98). It must be a light (a dark has no sky), and zero or
 non-finite pixels inside its data area are repaired by background fill (they are what breaks
 PixInsight's LN with "LN vectors contain NaN values"). Mosaic panels each need their own reference.
 """
