@@ -8,7 +8,8 @@ Per pixel, with raw samples ``x_i`` (one per frame):
 1. *No data*: NaN or exactly 0 is dropped; ``coverage`` counts what is left.
 2. *Range rejection*: ``x_i <= range_lo_i`` is a low rejection, ``x_i >= range_hi_i`` a high one
    (thresholds already include the frame's pedestal).
-3. The rest is mapped to rejection space ``r_i = ra_i·x_i + rb_i`` and sorted; every method keeps
+3. The rest is mapped to rejection space ``r_i = ra_i·x_i + rb_i`` (rounded to float32) and sorted
+   (stable: equal values in frame order); every method keeps
    a contiguous run ``s[lo..hi]`` of the sorted values (outliers are clipped from the ends) and
    always keeps at least one sample.
 4. The kept samples are combined in output space ``o_i = oa_i·x_i + ob_i`` with weights ``w_i``.
@@ -307,9 +308,10 @@ def integrate_reference(
         if len(cand) == 0:
             nlow[p], nhigh[p] = int(low.sum()), int(high.sum())
             continue
-        r = ra[cand] * x[cand] + rb[cand]
+        # rejection-space values are float32 (as the kernel sorts them); statistics are float64
+        r = (ra[cand] * x[cand] + rb[cand]).astype(np.float32)
         order = np.argsort(r, kind="stable")
-        s = r[order]
+        s = r[order].astype(np.float64)
         lo, hi = reject_sorted(s, params, esd_lambda, spread)
         idx = cand[order]
         mask[idx[:lo], p] = 1

@@ -239,7 +239,7 @@ def _large_scale_exclude(mask: NDArray[np.uint8], *, layers: int, growth: int) -
     return out
 
 
-def _run_kernel(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]], p: KernelParams,
+def _run_kernel(stack: NDArray[Any], co: dict[str, NDArray[np.float64]], p: KernelParams,
                 lam: NDArray[np.float64], image: NDArray[np.float32], nlow: NDArray[np.uint16],
                 nhigh: NDArray[np.uint16], cov: NDArray[np.uint16], *,
                 exclude: NDArray[np.uint8] | None = None,
@@ -249,7 +249,12 @@ def _run_kernel(stack: NDArray[np.float32], co: dict[str, NDArray[np.float64]], 
     n, npix = stack.shape
     counts = np.zeros(((npix + CHUNK - 1) // CHUNK, n, 3), np.int64)
     dummy = np.zeros((1, 1), np.uint8)
-    integrate_kernel(stack, co["ra"], co["rb"], co["oa"], co["ob"], co["w"], co["rl"], co["rh"],
+    # a uint16 stack holds raw FITS samples, decoded inside the kernel
+    use_raw = stack.dtype == np.uint16
+    fstack = np.zeros((1, 1), np.float32) if use_raw else stack
+    raw = stack if use_raw else np.zeros((1, 1), np.uint16)
+    integrate_kernel(fstack, raw, use_raw, co["ra"], co["rb"], co["oa"], co["ob"], co["w"],
+                     co["rl"], co["rh"],
                      dummy if exclude is None else exclude, exclude is not None,
                      METHOD_CODES[p.method], COMBINE_CODES[p.combine], float(p.low),
                      float(p.high), int(p.min_count), int(p.max_count), float(p.esd_outliers),
@@ -326,6 +331,9 @@ class IntegrationPlan:
     names: list[str]
     pedestals: list[float]
     mono: bool
+    #: bands are gathered as raw FITS uint16 and decoded by the kernel (every frame is a plain
+    #: unsigned 16-bit FITS, no LN, no large-scale rejection)
+    raw: bool = False
 
     def bands(self) -> list[tuple[int, int]]:
         """Row ranges [r0, r1) of the bands."""
@@ -409,25 +417,42 @@ def _prepare(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
               for ch in range(c)]
     halo = (2 ** cfg.large_scale_layers + 1) // 2 + cfg.large_scale_growth if cfg.large_scale else 0
     rows = _band_rows(budget, n=n, c=c, h=h, w=w, large_scale=cfg.large_scale, halo=halo)
+    raw = (not ln_given and not cfg.large_scale
+           and all(getattr(s, "raw_u16", False) for s in sources))
     return IntegrationPlan(shape=(c, h, w), n=n, cfg=cfg, loc=loc, scale=scale, noise=noise,
                            wts=wts, coeffs=coeffs, params=params, lam=lam, rows=rows, halo=halo,
                            names=[s.name for s in sources], pedestals=[float(p) for p in ped],
-                           mono=all(getattr(s, "ndim", 3) == 2 for s in sources))
+                           mono=all(getattr(s, "ndim", 3) == 2 for s in sources), raw=raw)
+
+
+def _band_buffers(plan: IntegrationPlan, nr: int) -> tuple[NDArray[Any], NDArray[np.float32]]:
+    """A gathered band (flat) and one frame's rows: uint16 when the plan gathers raw samples."""
+    c, _, w = plan.shape
+    return (np.empty(c * plan.n * nr * w, np.uint16 if plan.raw else np.float32),
+            np.empty((c, 0 if plan.raw else nr, w), np.float32))
 
 
 def _gather_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1: int,
                  ln: Sequence[BandNormalizer] | None,
-                 buffers: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
-                 ) -> NDArray[np.float32]:
-    """Rows [r0, r1) plus halo of every frame, (C, N, rows, W), LN applied when given."""
+                 buffers: tuple[NDArray[Any], NDArray[np.float32]] | None = None
+                 ) -> NDArray[Any]:
+    """Rows [r0, r1) plus halo of every frame, (C, N, rows, W), LN applied when given.
+
+    float32 values, or the raw FITS uint16 samples when ``plan.raw`` (the kernel decodes them).
+    """
     c, h, w = plan.shape
     n, halo = plan.n, plan.halo
     a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
     nr = a1 - a0
     if buffers is None:
-        buffers = (np.empty(c * n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
+        buffers = _band_buffers(plan, nr)
     flat, tmp = buffers
     buf = flat[: c * n * nr * w].reshape(c, n, nr, w)
+    if plan.raw:
+        for i, src in enumerate(sources):
+            for ch in range(c):
+                src.read_raw_rows(a0, a1, ch, buf[ch, i])  # type: ignore[attr-defined]
+        return buf
     for i, src in enumerate(sources):
         band = tmp[:, :nr]
         src.read_rows(a0, a1, band)
@@ -440,16 +465,21 @@ def _gather_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1:
     return buf
 
 
-def _compute_band(buf: NDArray[np.float32], plan: IntegrationPlan, r0: int,
-                  r1: int) -> BandResult:
-    """Integrate a gathered band (from :func:`_gather_band`) into rows [r0, r1) of the output."""
+def _compute_band(buf: NDArray[np.float32], plan: IntegrationPlan, r0: int, r1: int,
+                  out: BandResult | None = None) -> BandResult:
+    """Integrate a gathered band (from :func:`_gather_band`) into rows [r0, r1) of the output.
+
+    ``out`` may hold views of the final arrays (rows r0..r1 of each), written in place.
+    """
     c, h, w = plan.shape
     n, halo, cfg = plan.n, plan.halo, plan.cfg
     a0 = max(0, r0 - halo)
     nr = buf.shape[2]
-    out = BandResult(r0, r1, np.zeros((c, r1 - r0, w), np.float32),
-                     np.zeros((c, r1 - r0, w), np.uint16), np.zeros((c, r1 - r0, w), np.uint16),
-                     np.zeros((c, r1 - r0, w), np.uint16), np.zeros((n, 3), np.int64))
+    if out is None:
+        out = BandResult(r0, r1, np.zeros((c, r1 - r0, w), np.float32),
+                         np.zeros((c, r1 - r0, w), np.uint16),
+                         np.zeros((c, r1 - r0, w), np.uint16),
+                         np.zeros((c, r1 - r0, w), np.uint16), np.zeros((n, 3), np.int64))
     for ch in range(c):
         stack = buf[ch].reshape(n, nr * w)
         if not cfg.large_scale:
@@ -470,19 +500,30 @@ def _integrate_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, 
     return _compute_band(_gather_band(sources, plan, r0, r1, ln), plan, r0, r1)
 
 
-def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult]) -> IntegrationResult:
-    """Put band results together into the integrated image, maps and per-frame statistics."""
+def _output_arrays(plan: IntegrationPlan) -> tuple[NDArray[np.float32], NDArray[np.uint16],
+                                                   NDArray[np.uint16], NDArray[np.uint16]]:
     c, h, w = plan.shape
-    image = np.zeros((c, h, w), np.float32)
-    nlow = np.zeros((c, h, w), np.uint16)
-    nhigh = np.zeros((c, h, w), np.uint16)
-    cov = np.zeros((c, h, w), np.uint16)
+    return (np.zeros((c, h, w), np.float32), np.zeros((c, h, w), np.uint16),
+            np.zeros((c, h, w), np.uint16), np.zeros((c, h, w), np.uint16))
+
+
+def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult],
+              arrays: tuple[NDArray[Any], ...] | None = None) -> IntegrationResult:
+    """Put band results together into the integrated image, maps and per-frame statistics.
+
+    With ``arrays`` (from :func:`_output_arrays`) the bands already wrote into them.
+    """
     counts = np.zeros((plan.n, 3), np.int64)
+    if arrays is None:
+        image, nlow, nhigh, cov = _output_arrays(plan)
+        for b in bands:
+            image[:, b.r0:b.r1] = b.image
+            nlow[:, b.r0:b.r1] = b.nlow
+            nhigh[:, b.r0:b.r1] = b.nhigh
+            cov[:, b.r0:b.r1] = b.cov
+    else:
+        image, nlow, nhigh, cov = arrays
     for b in bands:
-        image[:, b.r0:b.r1] = b.image
-        nlow[:, b.r0:b.r1] = b.nlow
-        nhigh[:, b.r0:b.r1] = b.nhigh
-        cov[:, b.r0:b.r1] = b.cov
         counts += b.counts
     stats = []
     for i, name in enumerate(plan.names):
@@ -506,9 +547,9 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
     bands = plan.bands()
-    buffers = [(np.empty(c * plan.n * nr * w, np.float32), np.empty((c, nr, w), np.float32))
-               for _ in range(min(2, len(bands)))]
+    buffers = [_band_buffers(plan, nr) for _ in range(min(2, len(bands)))]
     results = []
+    arrays = _output_arrays(plan)
     # One reader thread gathers the next band while the (GIL-free, parallel) kernel integrates
     # this one: reading and decoding overlap the arithmetic instead of adding to it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skystack-read") as reader:
@@ -518,8 +559,10 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
             if k + 1 < len(bands):
                 pending = reader.submit(_gather_band, sources, plan, *bands[k + 1], ln,
                                         buffers[(k + 1) % 2])
-            results.append(_compute_band(buf, plan, r0, r1))
-    return _assemble(plan, results)
+            view = BandResult(r0, r1, *(a[:, r0:r1] for a in arrays),
+                              counts=np.zeros((plan.n, 3), np.int64))
+            results.append(_compute_band(buf, plan, r0, r1, view))
+    return _assemble(plan, results, arrays)
 
 
 def prepare_integration(frames: Sequence[str | Path], *, config: IntegrationConfig | None = None,

@@ -144,17 +144,35 @@ class FitsBandSource:
     def _decode(self, raw: NDArray[Any], out: NDArray[np.float32]) -> None:
         if self._kind == "u16":
             # BITPIX 16 + BZERO 32768: the stored big-endian int16 with its top bit flipped is the
-            # unsigned value; same float32 arithmetic as to_unit_range.
+            # unsigned value; the float32 division of to_unit_range (bit-identical values).
             u = raw.astype(np.uint16) ^ np.uint16(0x8000)
-            np.multiply(u, np.float32(1.0 / 65535.0), out=out, casting="unsafe")
+            np.divide(u, np.float32(65535.0), out=out, casting="unsafe")
         elif self._kind == "u8":
-            np.multiply(raw, np.float32(1.0 / 255.0), out=out, casting="unsafe")
+            np.divide(raw, np.float32(255.0), out=out, casting="unsafe")
         else:
             out[...] = raw
 
     def read_rows(self, r0: int, r1: int, out: NDArray[np.float32]) -> None:
         for ch in range(self.shape[0]):
             self._decode(self._read(r0, r1, ch), out[ch])
+
+    @property
+    def raw_u16(self) -> bool:
+        """True when the samples are FITS unsigned 16-bit (BITPIX 16, BZERO 32768)."""
+        return self._kind == "u16"
+
+    def read_raw_rows(self, r0: int, r1: int, ch: int, out: NDArray[np.uint16]) -> None:
+        """Rows [r0, r1) of channel ``ch`` as stored (big-endian, top bit flipped) into ``out``.
+
+        ``out`` is a C-contiguous uint16 (r1 − r0, W) array; the stack kernel decodes the samples
+        as it reads them, which saves a decoding pass over the band.
+        """
+        _, h, w = self.shape
+        nbytes = (r1 - r0) * w * 2
+        start = self._offset + ((ch * h + r0) * w) * 2
+        got = os.preadv(self._fd, [memoryview(out).cast("B")], start)
+        if got != nbytes:
+            raise ImageReadError(self.name, f"file is truncated (rows {r0}-{r1} missing)")
 
     def sample_rows(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
         c, _, w = self.shape
