@@ -157,3 +157,31 @@ def test_local_normalization_protocol() -> None:
     assert res.bands > 1
     assert abs(float(res.image.mean()) - 0.2) < 1e-3
     assert np.abs(res.image.mean(axis=1) - 0.2).max() < 0.003
+
+
+def test_primary_layout_matches_astropy(tmp_path: Path) -> None:
+    """The astropy-free header reader finds the same keywords and data offset."""
+    from skystack.integrate.io import _primary_layout
+
+    cases = {
+        "u16": fits.PrimaryHDU(np.zeros((5, 7), np.uint16)),
+        "f32": fits.PrimaryHDU(np.zeros((3, 5, 7), np.float32)),
+    }
+    cases["u16"].header["PEDESTAL"] = (100, "ADU added")
+    for k in range(60):                          # a header longer than one 2880-byte block
+        cases["f32"].header[f"HISTORY"] = f"step {k} / with a slash"
+    cases["f32"].header["PEDESTAL"] = 12.5
+    for name, hdu in cases.items():
+        p = tmp_path / f"{name}.fits"
+        hdu.writeto(p)
+        got = _primary_layout(p)
+        assert got is not None
+        cards, offset = got
+        with fits.open(p) as hdul:
+            assert offset == hdul[0].fileinfo()["datLoc"]
+            head = hdul[0].header
+            for key in ("BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PEDESTAL"):
+                assert cards[key] == head[key]
+    ext = tmp_path / "ext.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), np.float32))]).writeto(ext)
+    assert _primary_layout(ext) is None          # image in an extension: astropy finds it

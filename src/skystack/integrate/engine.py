@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,14 +148,22 @@ def frame_statistics(sources: Sequence[FrameSource], *,
     scale = np.zeros((n, c))
     noise = np.zeros((n, c))
     sample = np.zeros((n, c, len(rows) * w if keep_sample else 0), np.float32)
-    for i, src in enumerate(sources):
-        x = src.sample_rows(rows)
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        src = sources[i]
+        with lock:              # sources share one read buffer
+            x = src.sample_rows(rows)
         if src.pedestal:
             x = np.where((x == x) & (x != 0), x - np.float32(src.pedestal), x)
         for ch in range(c):
             loc[i, ch], scale[i, ch], noise[i, ch] = _robust_stats(x[ch])
             if keep_sample:
                 sample[i, ch] = x[ch].reshape(-1)
+
+    # the medians (np.partition) release the GIL: frames are measured in parallel
+    with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(n)))
     return loc, scale, noise, sample
 
 
@@ -541,8 +551,6 @@ def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult],
 
 def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
-    from concurrent.futures import ThreadPoolExecutor
-
     plan = _prepare(sources, cfg, weights, ln is not None, budget)
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
