@@ -161,3 +161,23 @@ def test_winsorized_sigma_is_the_limit_of_the_iteration() -> None:
     # plain iteration (PixInsight's and Siril's rule, 0.05 % tolerance) is the fallback
     assert (errors_a <= 1e-9).mean() >= 0.97
     assert errors_a.max() <= 2e-3
+
+
+def test_raw_fits_decoding_is_exact_for_every_value() -> None:
+    """The kernel's uint16 decoding equals to_unit_range's float32 division for all 65536."""
+    from numba import njit
+
+    from skystack.io.image import to_unit_range
+
+    u = np.arange(65536, dtype=np.uint16)
+    stored = (u ^ np.uint16(0x8000)).byteswap()       # big-endian int16 bytes, read natively
+
+    @njit
+    def decode_all(raw: np.ndarray) -> np.ndarray:
+        out = np.empty(raw.size, np.float32)
+        for i in range(raw.size):
+            out[i] = K._decode_u16(raw[i])
+        return out
+
+    expected = to_unit_range(u)[0]
+    np.testing.assert_array_equal(decode_all(stored), expected)
