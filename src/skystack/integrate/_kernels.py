@@ -6,9 +6,9 @@ two. Design: parallel over blocks of CHUNK pixels, each gathered into (N, CHUNK)
 classification, sorting and combination run vectorised across pixels — the per-pixel sort is a
 comparator network (Batcher's odd-even merge sort, branch-free min/max instead of the
 mispredicted branches of an insertion sort, ~5× faster here). Rejection then works per pixel on
-the sorted run, clipping from its ends; sigma and winsorized sigma take their sums from prefix
-sums of the sorted run, so an iteration costs a few clamped samples, not a pass. float64
-statistics. ``fastmath`` excludes ``nnan`` because the no-data test relies on ``x != x``.
+the sorted run, clipping from its ends; sigma and winsorized sigma keep the run's sums and
+adjust them by the few samples clipped or clamped at its ends, so an iteration does not cost a
+pass; the winsorized σ is solved exactly. Keys are float32, statistics float64. ``fastmath`` excludes ``nnan`` because the no-data test relies on ``x != x``.
 """
 
 from __future__ import annotations
@@ -210,13 +210,13 @@ def _sort_block(s, t, net, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FM)
-def _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma):  # type: ignore[no-untyped-def]
+def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma):  # type: ignore[no-untyped-def]
     """Winsorized σ of the sorted run s[lo..hi] around ``m``, starting from ``sigma``.
 
     The fixed point of σ = F·std(clamp(run, m ± Kσ)) that the plain iteration converges to,
-    solved exactly (see ``_reference.winsorized_sigma``). ``p1``/``p2`` are prefix sums of
-    (s − c) and (s − c)² over the sorted column, so each step costs a walk over the few clamped
-    samples at the ends instead of a pass over the run.
+    solved exactly (see ``_reference.winsorized_sigma``). ``s1``/``s2`` are the run's sums of
+    (s − c) and (s − c)²: the clamped samples sit at the ends of the sorted run, so a step walks
+    only those few and takes the middle's sums by difference instead of a pass over the run.
     """
     k = hi - lo + 1
     u = m - c
@@ -224,18 +224,26 @@ def _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma):  # type: ignore[no-untyped-de
     for _ in range(MAX_ITER):
         a = m - WINSOR_CUT * sigma
         b = m + WINSOR_CUT * sigma
+        e1 = 0.0
+        e2 = 0.0
         ja = lo
         while ja <= hi and s[ja] < a:
+            d = s[ja] - c
+            e1 += d
+            e2 += d * d
             ja += 1
         jb = hi
         while jb >= ja and s[jb] > b:
+            d = s[jb] - c
+            e1 += d
+            e2 += d * d
             jb -= 1
         nc = (ja - lo) + (hi - jb)
         nd = (hi - jb) - (ja - lo)
         # clamped sums as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
-        alpha = nc * u + (p1[jb + 1] - p1[ja])
+        alpha = nc * u + (s1 - e1)
         beta = WINSOR_CUT * nd
-        gamma = nc * u * u + (p2[jb + 1] - p2[ja])
+        gamma = nc * u * u + (s2 - e2)
         delta = 2.0 * u * WINSOR_CUT * nd
         eps = WINSOR_CUT * WINSOR_CUT * nc
         qa = eps - beta * beta / k - lim
@@ -260,34 +268,42 @@ def _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma):  # type: ignore[no-untyped-de
 
 
 @njit(cache=True, fastmath=_FM)
-def _sigma_clip(s, n, p1, p2, winsorized, low, high):  # type: ignore[no-untyped-def]
+def _sigma_clip(s, n, winsorized, low, high):  # type: ignore[no-untyped-def]
     """Sigma or winsorized sigma clipping of sorted ``s[:n]`` (``_reference.reject_sorted``)."""
     lo = 0
     hi = n - 1
     if n < 3:
         return lo, hi
     c = _median(s, lo, hi)
-    p1[0] = 0.0
-    p2[0] = 0.0
+    s1 = 0.0
+    s2 = 0.0
     for j in range(n):
         d = s[j] - c
-        p1[j + 1] = p1[j] + d
-        p2[j + 1] = p2[j] + d * d
+        s1 += d
+        s2 += d * d
     for _ in range(MAX_ITER):
         k = hi - lo + 1
         if k < 3:
             break
         m = _median(s, lo, hi)
-        s1 = p1[hi + 1] - p1[lo]
-        var = (p2[hi + 1] - p2[lo] - s1 * s1 / k) / (k - 1)
+        var = (s2 - s1 * s1 / k) / (k - 1)
         sigma = math.sqrt(var) if var > 0 else 0.0
         if winsorized and sigma > 0:
-            sigma = _winsor_sigma(s, p1, p2, c, lo, hi, m, sigma)
+            sigma = _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma)
         if not sigma > 0:
             break
         nlo, nhi = _clip_ends(s, lo, hi, m - low * sigma, m + high * sigma)
         if nlo == lo and nhi == hi:
             break
+        # the run's sums lose the clipped samples
+        for j in range(lo, nlo):
+            d = s[j] - c
+            s1 -= d
+            s2 -= d * d
+        for j in range(nhi + 1, hi + 1):
+            d = s[j] - c
+            s1 -= d
+            s2 -= d * d
         lo = nlo
         hi = nhi
     return lo, hi
@@ -347,8 +363,6 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
         lo = np.zeros(k, np.int64)
         hi = np.zeros(k, np.int64)
         col = np.empty(n, np.float64)
-        p1 = np.empty(n + 1, np.float64)
-        p2 = np.empty(n + 1, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
         fc = frame_counts[c]
@@ -406,7 +420,7 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
             for j in range(mq):
                 col[j] = s[j, q]
             if method == SIGMA or method == WINSORIZED:
-                lo[q], hi[q] = _sigma_clip(col, mq, p1, p2, method == WINSORIZED, low, high)
+                lo[q], hi[q] = _sigma_clip(col, mq, method == WINSORIZED, low, high)
             else:
                 lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count, max_count,
                                        esd_frac, esd_relax, gain, tables[0], tables[1])
