@@ -837,21 +837,39 @@ def _block_nanmedian(vals: NDArray[np.float32], size: int) -> NDArray[np.float64
     return up[: vals.shape[0], : vals.shape[1]]
 
 
+class _ChannelsLN:
+    """Per-channel LN functions as one band normalizer for the stack engine (identity if empty)."""
+
+    def __init__(self, planes: Sequence[LocalNormalization]) -> None:
+        self.planes = list(planes)
+
+    def apply(self, band: NDArray[np.float32], row0: int) -> NDArray[np.float32]:
+        if not self.planes:
+            return band
+        if band.ndim == 2:
+            return self.planes[0].apply(band, row0)
+        return np.stack([ln.apply(band[c], row0) for c, ln in enumerate(self.planes)])
+
+
 def build_reference_from_files(
     paths: Sequence[str | Path],
     weights: Sequence[float],
     *,
     n: int | None = None,
     memory: int | str | None = None,
+    config: LNConfig | None = None,
 ) -> ReferenceResult:
-    """The LN reference the way WBPP makes it: an integration of the best frames, with rejection.
+    """The LN reference the way WBPP makes it: the best frames, locally normalized, integrated.
 
-    The best ``n`` frames by weight (default :func:`reference_frame_count`) are integrated by the
-    stack engine, streaming row bands: average weighted by ``weights``, additive + scaling
-    normalization to the best frame (its median and MAD, as :func:`global_normalization`), the
-    ``auto`` rejection for that many frames, so a trail or cosmic ray in one of them does not end
-    up in the reference (and from there in every frame's LN scale). The result is validated and
-    repaired per channel (:func:`validate_reference`).
+    The best ``n`` frames by weight (default :func:`reference_frame_count`) are each locally
+    normalized to the best one, then integrated by the stack engine (streaming row bands):
+    average weighted by ``weights`` with the ``auto`` rejection for that many frames. Rejection
+    after LN removes a satellite trail or cosmic ray of one frame (without it the trail lands in
+    the reference and from there in every frame's LN scale); rejection after only a global
+    normalization would not do: the frames' different sky gradients would read as outliers and
+    bend the reference's background (measured: 5 % of sky in the corners). Frames whose LN
+    fails are left out with a note. The result is validated and repaired per channel
+    (:func:`validate_reference`).
 
     Parameters
     ----------
@@ -863,34 +881,50 @@ def build_reference_from_files(
         Frames to use.
     memory : int or str, optional
         Memory budget of the integration (see :func:`skystack.integrate.integrate`).
+    config : LNConfig, optional
+        Settings of the local normalizations to the best frame.
 
     Returns
     -------
     ReferenceResult
     """
     from skystack.integrate import IntegrationConfig, integrate
+    from skystack.io import read_image
 
     if len(paths) == 0:
         msg = "no frames to build an LN reference from"
         raise LNError(msg)
     count = n or reference_frame_count(len(paths))
     order = [int(i) for i in np.argsort(-np.asarray(weights, float), kind="stable")[:count]]
-    w = np.array([max(float(weights[i]), 0.0) for i in order])
-    cfg = IntegrationConfig(combine="average", rejection="auto", normalization="additive-scaling",
-                            rejection_normalization="scale", weights="none", reference=0,
+    best = np.asarray(read_image(paths[order[0]]).data, np.float32)
+    best_planes = best if best.ndim == 3 else best[None]
+    used, lns, notes = [order[0]], [_ChannelsLN([])], []
+    for i in order[1:]:
+        data = np.asarray(read_image(paths[i]).data, np.float32)
+        planes = data if data.ndim == 3 else data[None]
+        try:
+            lns.append(_ChannelsLN([compute_local_normalization(planes[c], best_planes[c],
+                                                                config=config)
+                                    for c in range(len(planes))]))
+        except LNError as err:
+            notes.append(f"{Path(paths[i]).name}: left out of the LN reference ({err})")
+            continue
+        used.append(i)
+    del best, best_planes
+    w = np.array([max(float(weights[i]), 0.0) for i in used])
+    cfg = IntegrationConfig(combine="average", rejection="auto", weights="none",
                             subtract_pedestal=False, range_low=0.0)
-    res = integrate([paths[i] for i in order], config=cfg,
-                    weights=w if w.sum() > 0 else None, memory=memory)
+    res = integrate([paths[i] for i in used], config=cfg,
+                    weights=w if w.sum() > 0 else None, local_normalization=lns, memory=memory)
     image = np.asarray(res.image, np.float32)
-    planes = image if image.ndim == 3 else image[None]
-    fixed, repaired, notes = [], 0, []
-    for plane in planes:
+    fixed, repaired = [], 0
+    for plane in image if image.ndim == 3 else image[None]:
         data, rep, note = validate_reference(plane)
         fixed.append(data)
         repaired += rep
         notes += note
     data = np.stack(fixed) if image.ndim == 3 else fixed[0]
-    return ReferenceResult(data, order, repaired, notes)
+    return ReferenceResult(data, used, repaired, notes)
 
 
 def build_reference(
