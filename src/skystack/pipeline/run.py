@@ -438,7 +438,7 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                 atomic_write(target, lambda p, d=fixed: write_image(p, Image.from_array(d)))
             reason = f"given by the user ({ref_path.name}), validated"
         else:
-            key = step_key("ln-reference", {"n": None, "method": "integration, auto rejection"},
+            key = step_key("ln-reference", {"n": None, "method": "LN to the best, integration, auto rejection"},
                            [r["registered_key"] for r in ranked])
             target = work / "ln_reference" / f"{g.name}_{key[:8]}.fits"
             if not target.exists():
@@ -452,8 +452,8 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                 atomic_write(target, lambda p, d=ref: write_image(p, Image.from_array(d)))
             from skystack.normalize import reference_frame_count
 
-            reason = (f"integration of the best {reference_frame_count(n)} of {n} frames by "
-                      "weight (additive + scaling normalization to the best, auto rejection, as "
+            reason = (f"the best {reference_frame_count(n)} of {n} frames by weight, each "
+                      "locally normalized to the best one, integrated with auto rejection (as "
                       "WBPP); zero/NaN pixels repaired")
         g.ln_reference = str(target)
         result.decisions.append({"stage": "normalize", "group": g.name, "decision": "ln-reference",
