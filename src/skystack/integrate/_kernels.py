@@ -159,7 +159,6 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
     return lo, hi
 
 
-
 @lru_cache(maxsize=64)
 def sorting_network(n: int) -> np.ndarray:
     """Comparators (K, 2) of a sorting network for ``n`` wires (Batcher's odd-even merge sort).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -427,7 +428,8 @@ def _prepare(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
               for ch in range(c)]
     halo = (2 ** cfg.large_scale_layers + 1) // 2 + cfg.large_scale_growth if cfg.large_scale else 0
     rows = _band_rows(budget, n=n, c=c, h=h, w=w, large_scale=cfg.large_scale, halo=halo)
-    raw = (not ln_given and not cfg.large_scale
+    # (the kernel's byte swap assumes a little-endian host, as x86 and ARM are)
+    raw = (sys.byteorder == "little" and not ln_given and not cfg.large_scale
            and all(getattr(s, "raw_u16", False) for s in sources))
     return IntegrationPlan(shape=(c, h, w), n=n, cfg=cfg, loc=loc, scale=scale, noise=noise,
                            wts=wts, coeffs=coeffs, params=params, lam=lam, rows=rows, halo=halo,
