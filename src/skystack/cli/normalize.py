@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         reference = ref.data
         target = args.output / "ln_reference.fits"
         write_image(target, Image.from_array(reference))
-        _say(f"reference: integration of the {len(ref.frames)} best frames (auto rejection) "
-             f"→ {target}")
+        _say(f"reference: the {len(ref.frames)} best frames, locally normalized to the best "
+             f"one and integrated with rejection → {target}")
 
     cfg = LNConfig(scale=args.scale)
     for p in paths:
