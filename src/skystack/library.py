@@ -35,6 +35,9 @@ from typing import Any
 
 from skystack.errors import ConfigError, ImageReadError
 from skystack.io import IMAGE_SUFFIXES, Header, Keyword, read_header
+from skystack.io.fits import NotPlainFits as _NotSimple
+from skystack.io.fits import _image_shape, _layout, read_primary_header
+from skystack.io.fits import _text as _fits_text
 from skystack.metadata import OVERRIDE_FIELDS, FrameInfo, _coerce_override, frame_info
 
 __all__ = [
@@ -52,7 +55,6 @@ __all__ = [
 #: An overrides file with this name at the top of a scanned folder is used automatically.
 OVERRIDES_NAME = "skystack-overrides.toml"
 _CACHE_VERSION = 2
-_EMPTY = "file is empty (0 bytes) — re-copy it from the capture computer"
 
 
 @dataclass(frozen=True)
@@ -110,55 +112,9 @@ class Inventory:
 # Fast FITS header parsing
 # --------------------------------------------------------------------------------------------
 
-try:
-    # Share the FITS backend's rules (which cards are structural, how BITPIX/BZERO map onto a
-    # sample format, shape and CFA text) so both readers give identical headers.
-    from skystack.io.fits import _image_shape, _is_structural, _layout
-    from skystack.io.fits import _text as _fits_text
-    _FAST_OK = True
-except ImportError:  # pragma: no cover — the backend changed; use astropy for everything
-    _FAST_OK = False
-_COMMENTARY = frozenset({"COMMENT", "HISTORY"})
-
-
-@lru_cache(maxsize=4096)
-def _structural(name: str) -> bool:
-    return _is_structural(name)  # the same few dozen names in every file: memoize
-_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?")
-
-
-class _NotSimple(Exception):
-    """The fast parser declines this file; astropy reads it instead."""
-
-
-_STRING_VALUE = re.compile(r" *'((?:[^']|'')*)'(.*)$", re.DOTALL)
-
-
-def _card_value(text: str) -> tuple[Any, str]:
-    """Value and comment of a card's value field (columns 11–80)."""
-    m = _STRING_VALUE.match(text)
-    if m:
-        rest = m.group(2)
-        slash = rest.find("/")
-        comment = rest[slash + 1:].strip() if slash >= 0 else ""
-        return m.group(1).replace("''", "'").rstrip(), comment
-    if text.lstrip().startswith("'"):
-        raise _NotSimple  # unterminated string
-    slash = text.find("/")
-    raw, comment = (text[:slash], text[slash + 1:].strip()) if slash >= 0 else (text, "")
-    raw = raw.strip()
-    if raw == "T":
-        return True, comment
-    if raw == "F":
-        return False, comment
-    if raw == "":
-        return None, comment
-    if raw.lstrip("+-").isdigit():
-        return int(raw), comment
-    if _FLOAT.fullmatch(raw):
-        return float(raw.replace("D", "E").replace("d", "e")), comment
-    raise _NotSimple  # complex numbers and oddities: leave them to astropy
-
+# The card reader is the FITS backend's read_primary_header (shared with the stack engine's
+# band reader), so both give identical headers; what it declines (compressed, extensions, odd
+# cards) astropy reads.
 
 def read_header_fast(path: str | os.PathLike[str]) -> Header:
     """Read a FITS header without astropy when the image is in the primary HDU.
@@ -181,68 +137,8 @@ def read_header_fast(path: str | os.PathLike[str]) -> Header:
 
 
 def _parse_fits(path: str) -> Header:
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 — closed below; a with-block costs a re-indent
-    except OSError as err:
-        raise ImageReadError(path, f"cannot open: {err.strerror or err}") from err
-    with fh:
-        first = fh.read(2880)
-        if not first:
-            raise ImageReadError(path, _EMPTY)
-        if not _FAST_OK or not first.startswith(b"SIMPLE  =") \
-                or path.lower().endswith((".gz", ".fz")):
-            raise _NotSimple
-        cards: dict[str, Any] = {}
-        keywords: list[Keyword] = []
-        block, nblocks, done = first, 1, False
-        while True:
-            if len(block) < 2880:
-                raise ImageReadError(path, "truncated: the FITS header ends before its END "
-                                           "card — re-copy the file")
-            text = block.decode("latin-1")
-            for k in range(0, 2880, 80):
-                card = text[k:k + 80]
-                name = card[:8].rstrip()
-                if name == "END":
-                    done = True
-                    break
-                if name in _COMMENTARY or not name:
-                    text_value = card[8:].rstrip()
-                    if name or text_value.strip():  # blank spacer cards are dropped
-                        keywords.append(Keyword(name, text_value, ""))
-                    continue
-                if name == "HIERARCH":
-                    eq = card.find("=")
-                    if eq < 0:
-                        raise _NotSimple
-                    name = card[9:eq].strip()
-                    if "''" in card:
-                        raise _NotSimple  # astropy reads quotes in HIERARCH strings its own way
-                    value, comment = _card_value(card[eq + 1:])
-                elif name == "CONTINUE":
-                    prev = keywords[-1] if keywords else None
-                    if prev is None or not isinstance(prev.value, str) \
-                            or not prev.value.endswith("&"):
-                        raise _NotSimple
-                    more, comment = _card_value(card[8:])
-                    if not isinstance(more, str):
-                        raise _NotSimple
-                    keywords[-1] = Keyword(prev.name, prev.value[:-1] + more,
-                                           (prev.comment + " " + comment).strip())
-                    cards[prev.name] = keywords[-1].value
-                    continue
-                elif card[8:10] == "= ":
-                    value, comment = _card_value(card[10:])
-                else:
-                    raise _NotSimple  # a card without a value indicator: astropy knows better
-                cards.setdefault(name, value)
-                if not _structural(name):
-                    keywords.append(Keyword(name, value, comment))
-            if done:
-                break
-            block = fh.read(2880)
-            nblocks += 1
-
+    primary = read_primary_header(path)
+    cards, keywords = primary.cards, primary.keywords
     naxis = cards.get("NAXIS")
     bitpix = cards.get("BITPIX")
     if not isinstance(naxis, int) or naxis < 2 or not isinstance(bitpix, int):
@@ -252,7 +148,7 @@ def _parse_fits(path: str) -> Header:
         raise _NotSimple
     layout = _layout(cards, Path(path))
     shape = _image_shape(cards, Path(path))
-    need = nblocks * 2880 + abs(bitpix) // 8 * math.prod(dims)
+    need = primary.data_offset + abs(bitpix) // 8 * math.prod(dims)
     size = os.path.getsize(path)
     if size < need:
         raise ImageReadError(path, f"truncated: the header promises {need} bytes but the file "

@@ -159,9 +159,9 @@ def test_local_normalization_protocol() -> None:
     assert np.abs(res.image.mean(axis=1) - 0.2).max() < 0.003
 
 
-def test_primary_layout_matches_astropy(tmp_path: Path) -> None:
-    """The astropy-free header reader finds the same keywords and data offset."""
-    from skystack.integrate.io import _primary_layout
+def test_primary_header_matches_astropy(tmp_path: Path) -> None:
+    """The astropy-free header reader the band reader uses finds the same keywords and offset."""
+    from skystack.io.fits import NotPlainFits, read_primary_header
 
     cases = {
         "u16": fits.PrimaryHDU(np.zeros((5, 7), np.uint16)),
@@ -169,19 +169,21 @@ def test_primary_layout_matches_astropy(tmp_path: Path) -> None:
     }
     cases["u16"].header["PEDESTAL"] = (100, "ADU added")
     for k in range(60):                          # a header longer than one 2880-byte block
-        cases["f32"].header[f"HISTORY"] = f"step {k} / with a slash"
+        cases["f32"].header["HISTORY"] = f"step {k} / with a slash"
     cases["f32"].header["PEDESTAL"] = 12.5
     for name, hdu in cases.items():
         p = tmp_path / f"{name}.fits"
         hdu.writeto(p)
-        got = _primary_layout(p)
-        assert got is not None
-        cards, offset = got
+        got = read_primary_header(p)
         with fits.open(p) as hdul:
-            assert offset == hdul[0].fileinfo()["datLoc"]
+            assert got.data_offset == hdul[0].fileinfo()["datLoc"]
             head = hdul[0].header
             for key in ("BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PEDESTAL"):
-                assert cards[key] == head[key]
+                assert got.cards[key] == head[key]
     ext = tmp_path / "ext.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), np.float32))]).writeto(ext)
-    assert _primary_layout(ext) is None          # image in an extension: astropy finds it
+    assert read_primary_header(ext).cards["NAXIS"] == 0     # image in an extension: astropy
+    packed = tmp_path / "x.fits.fz"
+    packed.write_bytes(ext.read_bytes())
+    with pytest.raises(NotPlainFits):
+        read_primary_header(packed)

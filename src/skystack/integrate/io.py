@@ -214,57 +214,23 @@ def _keyword(path: Path) -> Any:
         return None
 
 
-_PRIMARY_KEYS = ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "BZERO", "BSCALE",
-                 "BLANK", "PEDESTAL")
-
-
-def _primary_layout(path: Path) -> tuple[dict[str, Any], int] | None:
-    """The primary header's structural keywords and the data offset, without astropy.
-
-    Only for a primary HDU that holds the image (NAXIS 2 or 3); None otherwise (then astropy
-    finds the image HDU). Saves astropy's import and header parsing on every frame.
-    """
-    cards: dict[str, Any] = {}
-    try:
-        with open(path, "rb") as fh:
-            for block in range(64):                       # at most 64 × 36 cards
-                chunk = fh.read(2880)
-                if len(chunk) < 2880:
-                    return None
-                for k in range(36):
-                    card = chunk[80 * k: 80 * k + 80].decode("ascii", "replace")
-                    key = card[:8].rstrip()
-                    if key == "END":
-                        if cards.get("SIMPLE") is not True or cards.get("NAXIS") not in (2, 3):
-                            return None
-                        return cards, 2880 * (block + 1)
-                    if key in _PRIMARY_KEYS and card[8:10] == "= ":
-                        text = card[10:].split("/", 1)[0].strip()
-                        if text in ("T", "F"):
-                            cards[key] = text == "T"
-                        else:
-                            try:
-                                num = float(text.replace("D", "E"))
-                            except ValueError:
-                                return None
-                            cards[key] = int(num) if num.is_integer() and "." not in text \
-                                and "E" not in text.upper() else num
-    except OSError:
-        return None
-    return None
-
-
 def _open_fits(path: Path, subtract_pedestal: bool) -> FitsBandSource | None:
     """A band reader for a plain FITS file, or None when it needs the cache."""
     if path.suffix.lower() in (".fz", ".gz"):
         return None
-    quick = _primary_layout(path)
-    if quick is not None:
-        header, offset = quick
-        if not FitsBandSource.supports(header):
-            return None
-        return FitsBandSource(path, hdu_index=0, header=header, data_offset=offset,
-                              subtract_pedestal=subtract_pedestal)
+    from skystack.io.fits import NotPlainFits, read_primary_header
+
+    try:
+        # the image in the primary HDU (what cameras and our own writers produce): no astropy
+        primary = read_primary_header(path)
+        if primary.cards.get("NAXIS") in (2, 3):
+            if not FitsBandSource.supports(primary.cards):
+                return None
+            return FitsBandSource(path, hdu_index=0, header=primary.cards,
+                                  data_offset=primary.data_offset,
+                                  subtract_pedestal=subtract_pedestal)
+    except NotPlainFits:
+        pass
     from astropy.io import fits
 
     try:
