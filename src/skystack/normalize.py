@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "compute_local_normalization",
     "build_reference",
     "build_reference_from_files",
+    "ChannelNormalization",
     "validate_reference",
     "check_reference_type",
     "check_coverage",
@@ -837,18 +839,41 @@ def _block_nanmedian(vals: NDArray[np.float32], size: int) -> NDArray[np.float64
     return up[: vals.shape[0], : vals.shape[1]]
 
 
-class _ChannelsLN:
-    """Per-channel LN functions as one band normalizer for the stack engine (identity if empty)."""
+class ChannelNormalization:
+    """A frame's LN functions, one per channel, as one band normalizer for the stack engine.
+
+    ``apply(band, row0)`` maps rows of a mono (rows, W) or colour (C, rows, W) band; with no
+    functions it is the identity (the reference frame itself). Saved as ``.npz`` arrays
+    ``a0_<c>``, ``a1_<c>``, ``cell_<c>`` (:meth:`to_arrays`, :meth:`load`).
+    """
 
     def __init__(self, planes: Sequence[LocalNormalization]) -> None:
         self.planes = list(planes)
 
     def apply(self, band: NDArray[np.float32], row0: int) -> NDArray[np.float32]:
+        """Rows ``[row0, row0 + rows)`` of the frame mapped onto the reference."""
         if not self.planes:
             return band
         if band.ndim == 2:
             return self.planes[0].apply(band, row0)
         return np.stack([ln.apply(band[c], row0) for c, ln in enumerate(self.planes)])
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """The functions as named arrays (for ``np.savez``)."""
+        out: dict[str, NDArray[Any]] = {}
+        for c, ln in enumerate(self.planes):
+            out[f"a0_{c}"] = ln.a0_grid
+            out[f"a1_{c}"] = np.array(ln.a1)
+            out[f"cell_{c}"] = np.array(ln.cell)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, shape: tuple[int, ...]) -> ChannelNormalization:
+        """Read functions saved from :meth:`to_arrays` for frames of ``shape`` (H, W)."""
+        z = np.load(path)
+        n = len([k for k in z.files if k.startswith("a0_")])
+        return cls([LocalNormalization(z[f"a0_{c}"], float(z[f"a1_{c}"]), int(z[f"cell_{c}"]),
+                                       tuple(shape[-2:])) for c in range(n)])
 
 
 def build_reference_from_files(
@@ -898,14 +923,13 @@ def build_reference_from_files(
     order = [int(i) for i in np.argsort(-np.asarray(weights, float), kind="stable")[:count]]
     best = np.asarray(read_image(paths[order[0]]).data, np.float32)
     best_planes = best if best.ndim == 3 else best[None]
-    used, lns, notes = [order[0]], [_ChannelsLN([])], []
+    used, lns, notes = [order[0]], [ChannelNormalization([])], []
     for i in order[1:]:
         data = np.asarray(read_image(paths[i]).data, np.float32)
         planes = data if data.ndim == 3 else data[None]
         try:
-            lns.append(_ChannelsLN([compute_local_normalization(planes[c], best_planes[c],
-                                                                config=config)
-                                    for c in range(len(planes))]))
+            lns.append(ChannelNormalization([compute_local_normalization(
+                planes[c], best_planes[c], config=config) for c in range(len(planes))]))
         except LNError as err:
             notes.append(f"{Path(paths[i]).name}: left out of the LN reference ({err})")
             continue

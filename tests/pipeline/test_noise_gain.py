@@ -18,8 +18,8 @@ import pytest
 from skystack.calibrate import mrs_noise
 from skystack.integrate import IntegrationConfig, integrate
 from skystack.io import Image, write_image
-from skystack.normalize import LocalNormalization
-from skystack.pipeline.run import _LNApply, _quality
+from skystack.normalize import ChannelNormalization, LocalNormalization
+from skystack.pipeline.run import _quality
 
 H, W, CELL = 256, 384, 32
 SKY = 0.02
@@ -66,7 +66,7 @@ def _frames(tmp: Path, *, corners: bool, gradients: bool, seed: int = 5) -> list
 
 def _measure(frames: list[dict[str, Any]], weights: np.ndarray) -> dict[str, Any]:
     paths = [r["registered"] for r in frames]
-    lns = [_LNApply(r["ln"], (H, W)) for r in frames]
+    lns = [ChannelNormalization.load(r["ln"], (H, W)) for r in frames]
 
     def stack(idx: np.ndarray) -> Any:
         return integrate([paths[i] for i in idx], config=CFG, weights=weights[idx],

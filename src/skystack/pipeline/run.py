@@ -488,23 +488,6 @@ def _normalize_all(groups: list[Group], cfg: RunConfig, work: Path, executor: An
                 r["ln"] = None
 
 
-class _LNApply:
-    """Band normalizer for the stack engine from a saved LN product (mono or per channel)."""
-
-    def __init__(self, path: str, shape: tuple[int, int]) -> None:
-        from skystack.normalize import LocalNormalization
-
-        z = np.load(path)
-        n = len([k for k in z.files if k.startswith("a0_")])
-        self.fns = [LocalNormalization(z[f"a0_{c}"], float(z[f"a1_{c}"]), int(z[f"cell_{c}"]),
-                                       shape) for c in range(n)]
-
-    def apply(self, band: np.ndarray, row0: int) -> np.ndarray:
-        if band.ndim == 2:
-            return self.fns[0].apply(band, row0)
-        return np.stack([fn.apply(b, row0) for fn, b in zip(self.fns, band, strict=True)])
-
-
 # --- integration --------------------------------------------------------------------------------
 
 def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progress,
@@ -512,6 +495,7 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
     from skystack.calibrate import mrs_noise
     from skystack.integrate import IntegrationConfig, integrate
     from skystack.io import read_header
+    from skystack.normalize import ChannelNormalization
     from skystack.pipeline.cache import atomic_write
 
     for i, g in enumerate(groups):
@@ -525,7 +509,7 @@ def _integrate_all(groups: list[Group], cfg: RunConfig, out: Path, prog: Progres
         weights = np.array([r["weight"] for r in frames], float)
         use_ln = all(r.get("ln") for r in frames) and len(frames) >= 3
         shape = tuple(read_header(paths[0]).shape[-2:])
-        lns = [_LNApply(r["ln"], shape) for r in frames] if use_ln else None
+        lns = [ChannelNormalization.load(r["ln"], shape) for r in frames] if use_ln else None
         if cfg.integration_weights == "noise":
             # inverse variance on the master's scale: with LN each frame is multiplied by its
             # a1 (a hazy frame by more), so its noise is too; without LN the engine's own
@@ -667,6 +651,7 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
     split. Both are measured on the pixels every frame covers.
     """
     from skystack.io import read_image
+    from skystack.normalize import ChannelNormalization
 
     master = luminance(res.image)
     cov = res.coverage if res.coverage.ndim == 2 else res.coverage.min(axis=0)
@@ -697,7 +682,7 @@ def _quality(res: Any, frames: list[dict[str, Any]], mrs_noise: Callable[..., fl
             # the frame as the engine stacks it, offset surface a0 included: with a1 alone the
             # pair difference also holds the two frames' different sky gradients (the moon
             # rises), which reads the single-frame noise up to 4 % high
-            data = _LNApply(r["ln"], data.shape[-2:]).apply(data, 0)
+            data = ChannelNormalization.load(r["ln"], data.shape).apply(data, 0)
         else:
             # the engine's factor: reference dispersion / frame dispersion (offsets: medians)
             data = data * np.float32(ref_scale / max(float(np.mean(st.scale)), 1e-12))

@@ -175,7 +175,13 @@ def register_task(t: dict[str, Any]) -> dict[str, Any]:
 def ln_task(t: dict[str, Any]) -> dict[str, Any]:
     """Local normalization functions of one registered frame against its group's reference."""
     from skystack.io import read_image
-    from skystack.normalize import LNConfig, LNError, check_coverage, compute_local_normalization
+    from skystack.normalize import (
+        ChannelNormalization,
+        LNConfig,
+        LNError,
+        check_coverage,
+        compute_local_normalization,
+    )
 
     stars = t.get("stars")
     xy = None if not stars else np.column_stack([stars["x"], stars["y"]])
@@ -188,30 +194,27 @@ def ln_task(t: dict[str, Any]) -> dict[str, Any]:
     ref = read_image(t["reference"]).data
     planes = frame if frame.ndim == 3 else frame[None]
     refs = ref if ref.ndim == 3 else ref[None]
-    arrays: dict[str, Any] = {}
-    info = []
+    fns = []
     try:
         for c in range(planes.shape[0]):
             # a reference that does not cover the frame belongs to another panel: refuse
             check_coverage(planes[c], refs[c], path=Path(t["path"]).name)
-            ln = compute_local_normalization(planes[c], refs[c], config=LNConfig(scale=t["scale"]),
-                                             stars_xy=xy)
-            arrays[f"a0_{c}"] = ln.a0_grid
-            arrays[f"a1_{c}"] = np.array(ln.a1)
-            arrays[f"cell_{c}"] = np.array(ln.cell)
-            info.append(ln.to_json())
+            fns.append(compute_local_normalization(planes[c], refs[c],
+                                                   config=LNConfig(scale=t["scale"]), stars_xy=xy))
     except LNError as err:
         return {"path": t["path"], "ln": None, "ok": False, "reason": str(err)}
+    arrays = ChannelNormalization(fns).to_arrays()
     atomic_write(out, lambda p: np.savez(p, **arrays))
-    return {"path": t["path"], "ln": str(out), "ok": True, "channels": info}
+    return {"path": t["path"], "ln": str(out), "ok": True,
+            "channels": [ln.to_json() for ln in fns]}
 
 
 def integrate_band_task(t: dict[str, Any]) -> Any:
     """Integrate one row band of a group (the Dask path of integration)."""
     from skystack.integrate import integrate_rows
-    from skystack.pipeline.run import _LNApply
+    from skystack.normalize import ChannelNormalization
 
     lns = None
     if t.get("ln"):
-        lns = [_LNApply(p, tuple(t["shape"])) for p in t["ln"]]
+        lns = [ChannelNormalization.load(p, tuple(t["shape"])) for p in t["ln"]]
     return integrate_rows(t["paths"], t["plan"], t["r0"], t["r1"], local_normalization=lns)
