@@ -956,9 +956,12 @@ def build_reference(
     weights: Sequence[float],
     *,
     n: int | None = None,
-    rejection: bool = False,
 ) -> ReferenceResult:
-    """Average the best frames (by weight) after global normalization — the LN reference.
+    """Average the best frames (by weight) after global normalization, without rejection.
+
+    The seed page's manual recipe for an LN reference, from arrays in memory; the pipeline and
+    ``skystack normalize`` use :func:`build_reference_from_files` (LN to the best frame, then
+    rejection).
 
     Parameters
     ----------
@@ -968,8 +971,6 @@ def build_reference(
         Frame quality (higher is better), e.g. PSF Signal Weight.
     n : int, optional
         Frames to use; default :func:`reference_frame_count`.
-    rejection : bool
-        Sigma-clip (3σ) per pixel instead of a plain average (off by default: "no rejection").
 
     Returns
     -------
@@ -997,24 +998,14 @@ def build_reference(
         return np.where(np.isfinite(f), f, 0).astype(np.float32)
 
     with np.errstate(all="ignore"):
-        if rejection and len(order) >= 3:
-            cube = np.stack([normalized(i) for i in order])
-            have = cube != 0
-            vals = np.where(have, cube, np.nan)
-            med = np.nanmedian(vals, axis=0)
-            sd = np.nanstd(vals, axis=0)
-            have &= ~(np.abs(cube - med) > 3 * np.maximum(sd, 1e-12))
-            total = np.where(have, cube, 0).sum(axis=0, dtype=np.float64)
-            cnt = have.sum(axis=0)
-        else:
-            # the default (no rejection) streams: one frame in memory besides the sums
-            total = np.zeros(best.shape, np.float64)
-            cnt = np.zeros(best.shape, np.int32)
-            for i in order:
-                f = normalized(i)
-                have = f != 0
-                total += np.where(have, f, 0)
-                cnt += have
+        # streams: one frame in memory besides the sums
+        total = np.zeros(best.shape, np.float64)
+        cnt = np.zeros(best.shape, np.int32)
+        for i in order:
+            f = normalized(i)
+            have = f != 0
+            total += np.where(have, f, 0)
+            cnt += have
         avg = np.where(cnt > 0, total / np.maximum(cnt, 1), 0).astype(np.float32)
     data, repaired, notes = validate_reference(avg)
     return ReferenceResult(data, order, repaired, notes)
