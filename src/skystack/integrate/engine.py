@@ -105,13 +105,24 @@ def parse_memory(memory: int | str | None) -> int:
     return int(float(m.group(1)) * unit)
 
 
-def _median(v: NDArray[np.float32]) -> float:
-    """Median by partial sort (no float64 copy: this runs on every frame's sample)."""
+def _median(v: NDArray[np.float32], *, overwrite: bool = False) -> float:
+    """Median by partial sort (no float64 copy: this runs on every frame's sample).
+
+    One ``kth`` only: NumPy selects a single order statistic with its vectorised quickselect, but
+    falls back to a several times slower scalar introselect for a list of them. The lower middle
+    of an even sample is then the largest value left of the upper one (the same order statistic,
+    so the same number as partitioning for both). ``overwrite`` partitions ``v`` in place.
+    """
     k = v.size
+    if overwrite:
+        v.partition(k // 2)
+        part = v
+    else:
+        part = np.partition(v, k // 2)
+    upper = float(part[k // 2])
     if k % 2:
-        return float(np.partition(v, k // 2)[k // 2])
-    part = np.partition(v, [k // 2 - 1, k // 2])
-    return 0.5 * (float(part[k // 2 - 1]) + float(part[k // 2]))
+        return upper
+    return 0.5 * (float(part[: k // 2].max()) + upper)
 
 
 def _robust_stats(x: NDArray[np.float32]) -> tuple[float, float, float]:
@@ -120,16 +131,22 @@ def _robust_stats(x: NDArray[np.float32]) -> tuple[float, float, float]:
     v = x[valid]
     if v.size == 0:
         return 0.0, 0.0, 0.0
-    loc = _median(v)
-    scale = _MAD * _median(np.abs(v - np.float32(loc)))
+    # v and d are fresh copies, reordered and overwritten in place: the medians only need their
+    # values (the rare zero-MAD fallbacks take fresh copies, as their sums depend on the order)
+    loc = _median(v, overwrite=True)
+    dev = np.abs(np.subtract(v, np.float32(loc), out=v), out=v)
+    scale = _MAD * _median(dev, overwrite=True)
     if scale == 0:
-        scale = float(v.astype(np.float64).std())
+        scale = float(x[valid].astype(np.float64).std())
     # Noise from horizontal first differences: insensitive to gradients and extended signal.
     both = valid[:, 1:] & valid[:, :-1]
     d = (x[:, 1:] - x[:, :-1])[both]
-    noise = _MAD * _median(np.abs(d - np.float32(_median(d)))) / np.sqrt(2.0) if d.size else 0.0
-    if noise == 0 and d.size:
-        noise = float(d.astype(np.float64).std()) / np.sqrt(2.0)
+    if not d.size:
+        return loc, scale, 0.0
+    md = np.float32(_median(d, overwrite=True))
+    noise = _MAD * _median(np.abs(np.subtract(d, md, out=d), out=d), overwrite=True) / np.sqrt(2.0)
+    if noise == 0:
+        noise = float((x[:, 1:] - x[:, :-1])[both].astype(np.float64).std()) / np.sqrt(2.0)
     return loc, scale, noise
 
 
@@ -149,12 +166,10 @@ def frame_statistics(sources: Sequence[FrameSource], *,
     scale = np.zeros((n, c))
     noise = np.zeros((n, c))
     sample = np.zeros((n, c, len(rows) * w if keep_sample else 0), np.float32)
-    lock = threading.Lock()
 
     def one(i: int) -> None:
         src = sources[i]
-        with lock:              # sources share one read buffer
-            x = src.sample_rows(rows)
+        x = src.sample_rows(rows)       # thread-safe: each call reads into its own buffer
         if src.pedestal:
             x = np.where((x == x) & (x != 0), x - np.float32(src.pedestal), x)
         for ch in range(c):
@@ -275,6 +290,59 @@ def _run_kernel(stack: NDArray[Any], co: dict[str, NDArray[np.float64]], p: Kern
     return counts.sum(axis=0)
 
 
+def _warm_kernel(n: int) -> None:
+    """Import the numba kernel and load its machine code: a tiny call through :func:`_run_kernel`.
+
+    Every real call passes arrays of the same types and layouts (raw uint16 and float32 stacks
+    share one signature: both arrays are always passed), so this loads (or, after a kernel
+    change, compiles) the one specialisation the bands use, and starts numba's thread pool.
+    """
+    from skystack.integrate._kernels import sorting_network
+
+    sorting_network(n)                  # cached per stack height; pure Python, built here too
+    m = 2
+    co = {"ra": np.ones(m), "rb": np.zeros(m), "oa": np.ones(m), "ob": np.zeros(m),
+          "w": np.ones(m), "rl": np.full(m, -np.inf), "rh": np.full(m, np.inf)}
+    maps = [np.zeros(1, np.uint16) for _ in range(3)]
+    _run_kernel(np.zeros((m, 1), np.uint16), co, KernelParams(), np.zeros((2, m + 1)),
+                np.zeros(1, np.float32), *maps)
+
+
+class _KernelLoader:
+    """:func:`_warm_kernel` on a background thread, started before pass 1.
+
+    Importing numba and loading the cached kernel takes about half a second; behind the frame
+    statistics and the first band's reading it costs no wall time. :meth:`wait` must be called
+    before the first kernel call: it joins the thread and raises whatever the thread raised.
+    """
+
+    _ready = False      # the kernel is loaded in this process: nothing to hide any more
+
+    def __init__(self, n: int) -> None:
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if not _KernelLoader._ready:
+            self._thread = threading.Thread(target=self._load, args=(n,), daemon=True,
+                                            name="skystack-kernel-load")
+            self._thread.start()
+
+    def _load(self, n: int) -> None:
+        try:
+            _warm_kernel(n)
+            _KernelLoader._ready = True
+        except BaseException as err:    # handed to wait(), not lost with the thread
+            self._error = err
+
+    def wait(self, *, quiet: bool = False) -> None:
+        """Block until the kernel is loaded; re-raise the loader's exception unless ``quiet``."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None and not quiet:
+            err, self._error = self._error, None
+            raise err
+
+
 def integrate(
     frames: Sequence[Any],
     *,
@@ -309,14 +377,21 @@ def integrate(
     if local_normalization is not None and len(local_normalization) != len(frames):
         raise IntegrationError("local_normalization needs one normalizer per frame")
     budget = parse_memory(memory)
-    with tempfile.TemporaryDirectory(prefix="skystack-integrate-") as tmp:
-        subtract = cfg.subtract_pedestal and local_normalization is None
-        sources = open_sources(frames, cache_dir=Path(tmp), subtract_pedestal=subtract)
-        try:
-            return _integrate(sources, cfg, weights, local_normalization, budget)
-        finally:
-            for s in sources:
-                s.close()
+    loader = _KernelLoader(len(frames))     # numba loads while pass 1 runs
+    try:
+        with tempfile.TemporaryDirectory(prefix="skystack-integrate-") as tmp:
+            subtract = cfg.subtract_pedestal and local_normalization is None
+            sources = open_sources(frames, cache_dir=Path(tmp), subtract_pedestal=subtract)
+            try:
+                result = _integrate(sources, cfg, weights, local_normalization, budget, loader)
+            finally:
+                for s in sources:
+                    s.close()
+    except BaseException:
+        loader.wait(quiet=True)    # no thread left behind; the error already raised is the news
+        raise
+    loader.wait()
+    return result
 
 
 @dataclass
@@ -552,7 +627,8 @@ def _assemble(plan: IntegrationPlan, bands: Sequence[BandResult],
 
 
 def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
-               ln: Sequence[BandNormalizer] | None, budget: int) -> IntegrationResult:
+               ln: Sequence[BandNormalizer] | None, budget: int,
+               loader: _KernelLoader | None = None) -> IntegrationResult:
     plan = _prepare(sources, cfg, weights, ln is not None, budget)
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
@@ -564,6 +640,8 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     # this one: reading and decoding overlap the arithmetic instead of adding to it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skystack-read") as reader:
         pending = reader.submit(_gather_band, sources, plan, *bands[0], ln, buffers[0])
+        if loader is not None:
+            loader.wait()               # while the first band is read
         for k, (r0, r1) in enumerate(bands):
             buf = pending.result()
             if k + 1 < len(bands):

@@ -48,7 +48,10 @@ class FrameSource(Protocol):
         ...
 
     def sample_rows(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
-        """Return the given rows as (C, len(rows), W) float32."""
+        """Return the given rows (increasing) as (C, len(rows), W) float32.
+
+        Called for different sources from several threads at once: it must not share state.
+        """
         ...
 
     def close(self) -> None: ...
@@ -175,11 +178,26 @@ class FitsBandSource:
             raise ImageReadError(self.name, f"file is truncated (rows {r0}-{r1} missing)")
 
     def sample_rows(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
-        c, _, w = self.shape
+        c, h, w = self.shape
+        size = self._dtype.itemsize
+        rows = np.asarray(rows, np.intp)
+        # a buffer of its own (not the shared band buffer): frames are sampled from several
+        # threads at once; one read per run of consecutive rows, then one decoding pass
+        raw = np.empty(c * len(rows) * w * size, np.uint8)
+        view = memoryview(raw)
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+        ends = np.append(starts[1:], len(rows))
+        for ch in range(c):
+            for j0, j1 in zip(starts.tolist(), ends.tolist(), strict=True):
+                r0 = int(rows[j0])
+                nbytes = (j1 - j0) * w * size
+                at = (ch * len(rows) + j0) * w * size
+                got = os.preadv(self._fd, [view[at:at + nbytes]],
+                                self._offset + (ch * h + r0) * w * size)
+                if got != nbytes:
+                    raise ImageReadError(self.name, f"file is truncated (row {r0} missing)")
         out = np.empty((c, len(rows), w), np.float32)
-        for j, r in enumerate(rows):
-            for ch in range(c):
-                self._decode(self._read(int(r), int(r) + 1, ch), out[ch, j:j + 1])
+        self._decode(raw.view(self._dtype).reshape(c, len(rows), w), out)
         return out
 
     def close(self) -> None:
