@@ -187,40 +187,35 @@ def sorting_network(n: int) -> np.ndarray:
 
 
 @njit(cache=True, fastmath=_FM)
-def _sort_block(s, t, net, k):  # type: ignore[no-untyped-def]
-    """Sort the columns of ``s`` (N, CHUNK) by (value, t), carrying ``t``; vectorised over pixels.
+def _sort_values(s, net, k):  # type: ignore[no-untyped-def]
+    """Sort the columns of ``s`` (N, CHUNK) in place, vectorised over pixels (branch-free).
 
-    The tie-break on ``t`` (the frame index for candidates) makes the order total, so the result
-    is exactly a stable sort of the candidates by value.
+    Values only: which frame a rejected rank belongs to is recovered afterwards from the
+    thresholds (see :func:`_rank_flags`), which is cheaper than carrying a tag through the network.
     """
     for e in range(net.shape[0]):
-        a = net[e, 0]
-        b = net[e, 1]
+        sa = s[net[e, 0]]
+        sb = s[net[e, 1]]
         for q in range(k):
-            x = s[a, q]
-            y = s[b, q]
-            ta = t[a, q]
-            tb = t[b, q]
-            sw = (y < x) | ((y == x) & (tb < ta))
-            s[a, q] = y if sw else x
-            s[b, q] = x if sw else y
-            t[a, q] = tb if sw else ta
-            t[b, q] = ta if sw else tb
+            x = sa[q]
+            y = sb[q]
+            sa[q] = min(x, y)
+            sb[q] = max(x, y)
 
 
 @njit(cache=True, fastmath=_FM)
-def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma):  # type: ignore[no-untyped-def]
+def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyped-def]
     """Winsorized σ of the sorted run s[lo..hi] around ``m``, starting from ``sigma``.
 
-    The fixed point of σ = F·std(clamp(run, m ± Kσ)) that the plain iteration converges to,
-    solved exactly (see ``_reference.winsorized_sigma``). ``s1``/``s2`` are the run's sums of
-    (s − c) and (s − c)²: the clamped samples sit at the ends of the sorted run, so a step walks
-    only those few and takes the middle's sums by difference instead of a pass over the run.
+    The fixed point of σ = F·std(clamp(run, m ± Kσ)), solved exactly (``_reference.
+    winsorized_sigma`` states the rule; ``it0`` is the number of steps already taken).
+    ``s1``/``s2`` are the run's sums of (s − c) and (s − c)²: the clamped samples sit at the ends
+    of the sorted run, so a step walks only those few and takes the middle's sums by difference.
     """
     k = hi - lo + 1
     u = m - c
     lim = (k - 1) / (WINSOR_FACTOR * WINSOR_FACTOR)
-    for _ in range(MAX_ITER):
+    for it in range(it0, MAX_ITER):
         a = m - WINSOR_CUT * sigma
         b = m + WINSOR_CUT * sigma
         e1 = 0.0
@@ -237,49 +232,66 @@ def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma):  # type: ignore[no-untyped-de
             e1 += d
             e2 += d * d
             jb -= 1
-        nc = (ja - lo) + (hi - jb)
-        nd = (hi - jb) - (ja - lo)
-        # clamped sums as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
-        alpha = nc * u + (s1 - e1)
-        beta = WINSOR_CUT * nd
-        gamma = nc * u * u + (s2 - e2)
-        delta = 2.0 * u * WINSOR_CUT * nd
-        eps = WINSOR_CUT * WINSOR_CUT * nc
-        qa = eps - beta * beta / k - lim
-        qb = delta - 2.0 * alpha * beta / k
-        qc = gamma - alpha * alpha / k
-        if qa < 0:
-            disc = qb * qb - 4.0 * qa * qc
-            if disc >= 0:
-                root = (-qb - math.sqrt(disc)) / (2.0 * qa)
-                ra = m - WINSOR_CUT * root
-                rb = m + WINSOR_CUT * root
-                if (root > 0 and (ja == lo or s[ja - 1] < ra) and (ja > hi or s[ja] >= ra)
-                        and (jb == hi or s[jb + 1] > rb) and (jb < lo or s[jb] <= rb)):
-                    return root        # this clamping holds at its own fixed point
-        var = (gamma + (delta + eps * sigma) * sigma - (alpha + beta * sigma) ** 2 / k) / (k - 1)
-        new = WINSOR_FACTOR * math.sqrt(var) if var > 0 else 0.0
-        done = abs(new - sigma) <= WINSOR_TOL * sigma
-        sigma = new
-        if done:
+        sigma, final = _winsor_step(s[max(ja - 1, 0)], s[min(ja, hi)], s[max(jb, 0)],
+                                    s[min(jb + 1, hi)], ja, jb, lo, hi, k, u, lim, m, sigma,
+                                    s1 - e1, s2 - e2, it)
+        if final:
             break
     return sigma
 
 
+#: Steps of the winsorized σ that may jump to the root of their clamping (see _winsor_step).
+WINSOR_JUMPS = 2
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _winsor_step(below, first, last, above, ja, jb, lo, hi, k, u, lim, m, sigma, mid1, mid2,
+                 it):  # type: ignore[no-untyped-def]
+    """One step of the winsorized σ for the clamping s[lo..ja-1] low, s[jb+1..hi] high.
+
+    ``below``, ``first``, ``last``, ``above``: s[ja − 1], s[ja], s[jb], s[jb + 1] (where they exist);
+    ``mid1``/``mid2``: sums of (s − c), (s − c)² over the unclamped middle s[ja..jb]; ``u`` = m − c.
+    Returns (σ, final): the root of this clamping when the same samples are clamped there (the
+    exact answer), else the next σ — that root for the first WINSOR_JUMPS steps (it lands next to
+    the answer), then the plain iteration's step, final once that moves by < WINSOR_TOL.
+    """
+    nc = (ja - lo) + (hi - jb)
+    nd = (hi - jb) - (ja - lo)
+    # clamped sums as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
+    alpha = nc * u + mid1
+    beta = WINSOR_CUT * nd
+    gamma = nc * u * u + mid2
+    delta = 2.0 * u * WINSOR_CUT * nd
+    eps = WINSOR_CUT * WINSOR_CUT * nc
+    qa = eps - beta * beta / k - lim
+    qb = delta - 2.0 * alpha * beta / k
+    qc = gamma - alpha * alpha / k
+    root = 0.0
+    if qa < 0:
+        disc = qb * qb - 4.0 * qa * qc
+        if disc >= 0:
+            root = (-qb - math.sqrt(disc)) / (2.0 * qa)
+            ra = m - WINSOR_CUT * root
+            rb = m + WINSOR_CUT * root
+            if (root > 0 and (ja == lo or below < ra) and (ja > hi or first >= ra)
+                    and (jb == hi or above > rb) and (jb < lo or last <= rb)):
+                return root, True
+    var = (gamma + (delta + eps * sigma) * sigma - (alpha + beta * sigma) ** 2 / k) / (k - 1)
+    new = WINSOR_FACTOR * math.sqrt(var) if var > 0 else 0.0
+    if abs(new - sigma) <= WINSOR_TOL * sigma:
+        return new, True
+    if root > 0 and it < WINSOR_JUMPS:
+        return root, False
+    return new, False
+
+
 @njit(cache=True, fastmath=_FM)
-def _sigma_clip(s, n, winsorized, low, high):  # type: ignore[no-untyped-def]
-    """Sigma or winsorized sigma clipping of sorted ``s[:n]`` (``_reference.reject_sorted``)."""
-    lo = 0
-    hi = n - 1
-    if n < 3:
-        return lo, hi
-    c = _median(s, lo, hi)
-    s1 = 0.0
-    s2 = 0.0
-    for j in range(n):
-        d = s[j] - c
-        s1 += d
-        s2 += d * d
+def _sigma_clip(s, lo, hi, c, s1, s2, winsorized, low, high):  # type: ignore[no-untyped-def]
+    """Sigma or winsorized sigma clipping of the sorted run ``s[lo..hi]`` (scalar).
+
+    Continues from a state: ``c`` the first median, ``s1``/``s2`` the run's sums of (s − c) and
+    (s − c)² (``_reference.reject_sorted`` from the start is lo = 0, hi = n − 1).
+    """
     for _ in range(MAX_ITER):
         k = hi - lo + 1
         if k < 3:
@@ -288,7 +300,7 @@ def _sigma_clip(s, n, winsorized, low, high):  # type: ignore[no-untyped-def]
         var = (s2 - s1 * s1 / k) / (k - 1)
         sigma = math.sqrt(var) if var > 0 else 0.0
         if winsorized and sigma > 0:
-            sigma = _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma)
+            sigma = _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, 0)
         if not sigma > 0:
             break
         nlo, nhi = _clip_ends(s, lo, hi, m - low * sigma, m + high * sigma)
@@ -308,6 +320,253 @@ def _sigma_clip(s, n, winsorized, low, high):  # type: ignore[no-untyped-def]
     return lo, hi
 
 
+#: A block's sigma clipping runs vectorised across its pixels while more than this many of them
+#: are still iterating; the last few finish one by one (a pass costs the same for 1 or 256).
+SCALAR_TAIL = 24
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _col_median(s, q, lo, hi):  # type: ignore[no-untyped-def]
+    k = hi - lo + 1
+    mid = lo + k // 2
+    if k % 2:
+        return np.float64(s[mid, q])
+    return 0.5 * (np.float64(s[mid - 1, q]) + np.float64(s[mid, q]))
+
+
+@njit(cache=True, fastmath=_FM)
+def _count_outside(s, lo, hi, act, a, b, k, cl, ch, wf, wi):  # type: ignore[no-untyped-def]
+    """cl[q] / ch[q] = samples of the run s[lo[q]..hi[q], q] below a[q] / above b[q] (active q).
+
+    Compares in float32 against the float32 thresholds that give the same answer for float32
+    samples (the least float32 >= a, the greatest <= b): sixteen lanes per vector. ``wf`` (2, k)
+    float32 and ``wi`` (4, k) int32 are scratch.
+    """
+    a32 = wf[0]
+    b32 = wf[1]
+    ai = a32.view(np.int32)
+    bi = b32.view(np.int32)
+    l32 = wi[0]
+    h32 = wi[1]
+    c32 = wi[2]
+    d32 = wi[3]
+    for q in range(k):
+        c32[q] = 0
+        d32[q] = 0
+        a32[q] = np.float32(a[q])
+        b32[q] = np.float32(b[q])
+        l32[q] = lo[q] if act[q] else s.shape[0]      # an empty run for inactive pixels
+        h32[q] = hi[q]
+    for q in range(k):
+        # one ulp up / down where rounding went the wrong way (bit steps: no libm call)
+        if np.float64(a32[q]) < a[q]:
+            ai[q] += np.int32(1) if ai[q] >= 0 else np.int32(-1)
+        if np.float64(b32[q]) > b[q]:
+            bi[q] += np.int32(-1) if bi[q] > 0 else np.int32(1)
+    for j in range(s.shape[0]):
+        sr = s[j]
+        j32 = np.int32(j)
+        for q in range(k):
+            x = sr[q]
+            inr = (j32 >= l32[q]) & (j32 <= h32[q])
+            c32[q] += inr & (x < a32[q])
+            d32[q] += inr & (x > b32[q])
+    for q in range(k):
+        cl[q] = c32[q]
+        ch[q] = d32[q]
+
+
+@njit(cache=True, fastmath=_FM)
+def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-untyped-def]
+    """Sigma / winsorized sigma clipping of every column of the sorted block ``s`` (N, CHUNK).
+
+    The same iteration as :func:`_sigma_clip`, run in lockstep over the block's pixels: run sums
+    come from prefix sums of the sorted columns and the clamped/clipped counts from branch-free
+    counting passes, so nothing is walked or mispredicted per pixel. Fills ``lo``/``hi``.
+    """
+    n = s.shape[0]
+    c = np.zeros(k, np.float64)
+    act = np.zeros(k, np.bool_)
+    for q in range(k):
+        mq = m[q]
+        lo[q] = 0
+        hi[q] = mq - 1
+        act[q] = mq >= 3
+        if mq > 0:
+            c[q] = _col_median(s, q, 0, mq - 1)
+    # prefix sums of (s − c) and (s − c)² down each sorted column (+inf padding beyond m[q]
+    # makes the tail inf/nan, never read: hi < m)
+    p1 = np.empty((n + 1, k), np.float64)
+    p2 = np.empty((n + 1, k), np.float64)
+    for q in range(k):
+        p1[0, q] = 0.0
+        p2[0, q] = 0.0
+    for j in range(n):
+        sr = s[j]
+        a1 = p1[j]
+        a2 = p2[j]
+        b1 = p1[j + 1]
+        b2 = p2[j + 1]
+        for q in range(k):
+            d = np.float64(sr[q]) - c[q]
+            b1[q] = a1[q] + d
+            b2[q] = a2[q] + d * d
+    med = np.zeros(k, np.float64)
+    sig = np.zeros(k, np.float64)
+    ta = np.zeros(k, np.float64)
+    tb = np.zeros(k, np.float64)
+    cl = np.zeros(k, np.int64)
+    ch = np.zeros(k, np.int64)
+    wact = np.zeros(k, np.bool_)
+    col = np.empty(n, np.float64)
+    wf = np.empty((2, k), np.float32)
+    wi = np.empty((4, k), np.int32)
+    for _ in range(MAX_ITER):
+        na = 0
+        for q in range(k):
+            if not act[q]:
+                continue
+            kk = hi[q] - lo[q] + 1
+            if kk < 3:
+                act[q] = False
+                continue
+            na += 1
+        if na == 0:
+            break
+        if na <= SCALAR_TAIL:
+            for q in range(k):
+                if act[q]:
+                    for j in range(m[q]):
+                        col[j] = s[j, q]
+                    l0 = lo[q]
+                    h0 = hi[q]
+                    lo[q], hi[q] = _sigma_clip(col, l0, h0, c[q], p1[h0 + 1, q] - p1[l0, q],
+                                               p2[h0 + 1, q] - p2[l0, q], winsorized, low, high)
+            break
+        for q in range(k):
+            if act[q]:
+                kk = hi[q] - lo[q] + 1
+                med[q] = _col_median(s, q, lo[q], hi[q])
+                t1 = p1[hi[q] + 1, q] - p1[lo[q], q]
+                t2 = p2[hi[q] + 1, q] - p2[lo[q], q]
+                var = (t2 - t1 * t1 / kk) / (kk - 1)
+                sig[q] = math.sqrt(var) if var > 0 else 0.0
+                wact[q] = winsorized and sig[q] > 0
+        if winsorized:
+            _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi)
+        for q in range(k):
+            if act[q] and not sig[q] > 0:
+                act[q] = False
+            ta[q] = med[q] - low * sig[q]
+            tb[q] = med[q] + high * sig[q]
+        _count_outside(s, lo, hi, act, ta, tb, k, cl, ch, wf, wi)
+        for q in range(k):
+            if not act[q]:
+                continue
+            nlo = lo[q] + cl[q]
+            nhi = hi[q] - ch[q]
+            if nlo > nhi:
+                nlo = lo[q] + (hi[q] - lo[q]) // 2
+                nhi = nlo
+            if nlo == lo[q] and nhi == hi[q]:
+                act[q] = False
+            lo[q] = nlo
+            hi[q] = nhi
+
+
+@njit(cache=True, fastmath=_FM)
+def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi):  # type: ignore[no-untyped-def]
+    """Winsorized σ of every column with ``wact`` set (in ``sig``), in lockstep as _sigma_block."""
+    for it in range(MAX_ITER):
+        na = 0
+        for q in range(k):
+            na += wact[q]
+        if na == 0:
+            return
+        if na <= SCALAR_TAIL:
+            for q in range(k):
+                if wact[q]:
+                    for j in range(m[q]):
+                        col[j] = s[j, q]
+                    l0 = lo[q]
+                    h0 = hi[q]
+                    sig[q] = _winsor_sigma(col, c[q], p1[h0 + 1, q] - p1[l0, q],
+                                           p2[h0 + 1, q] - p2[l0, q], l0, h0, med[q], sig[q], it)
+            return
+        for q in range(k):
+            ta[q] = med[q] - WINSOR_CUT * sig[q]
+            tb[q] = med[q] + WINSOR_CUT * sig[q]
+        _count_outside(s, lo, hi, wact, ta, tb, k, cl, ch, wf, wi)
+        for q in range(k):
+            if not wact[q]:
+                continue
+            l0 = lo[q]
+            h0 = hi[q]
+            ja = l0 + cl[q]
+            jb = h0 - ch[q]
+            kk = h0 - l0 + 1
+            sig[q], final = _winsor_step(s[max(ja - 1, 0), q], s[min(ja, h0), q], s[max(jb, 0), q],
+                                         s[min(jb + 1, h0), q], ja, jb, l0, h0, kk, med[q] - c[q],
+                                         (kk - 1) / (WINSOR_FACTOR * WINSOR_FACTOR), med[q],
+                                         sig[q], p1[jb + 1, q] - p1[ja, q],
+                                         p2[jb + 1, q] - p2[ja, q], it)
+            wact[q] = not final
+
+
+@njit(cache=True, fastmath=_FM)
+def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
+    """Flag the samples outside each pixel's kept run s[lo..hi] (1 low, 2 high) in ``fl``.
+
+    ``key`` holds the unsorted candidate keys (+inf for non-candidates, fl != 0). A candidate below
+    s[lo] / above s[hi] is rejected; of those equal to a threshold, the stable order (frame
+    index) decides, as the reference's stable sort does: the first (lo − #below) tied at s[lo]
+    go low, the last (m − 1 − #above − hi) tied at s[hi] go high. Adds per-frame counts to ``fc``.
+    """
+    n = key.shape[0]
+    vlo = np.empty(k, np.float32)
+    vhi = np.empty(k, np.float32)
+    nb = np.zeros(k, np.int32)
+    na = np.zeros(k, np.int32)
+    th = np.zeros(k, np.int32)
+    for q in range(k):
+        ok = m[q] > 0
+        vlo[q] = s[lo[q], q] if ok else np.float32(np.inf)
+        vhi[q] = s[hi[q], q] if ok else np.float32(np.inf)
+    for i in range(n):
+        kr = key[i]
+        fr = fl[i]
+        for q in range(k):
+            cand = fr[q] == 0
+            x = kr[q]
+            nb[q] += cand & (x < vlo[q])
+            na[q] += cand & (x > vhi[q])
+            th[q] += cand & (x == vhi[q])
+    for q in range(k):
+        nb[q] = lo[q] - nb[q]                    # ties at s[lo] to reject low
+        th[q] = th[q] - (m[q] - 1 - na[q] - hi[q])   # tie rank from which ties at s[hi] go high
+        na[q] = 0                                # ties seen so far at s[lo]
+    seen_hi = np.zeros(k, np.int32)
+    for i in range(n):
+        kr = key[i]
+        fr = fl[i]
+        cl = 0
+        ch = 0
+        for q in range(k):
+            cand = fr[q] == 0
+            x = kr[q]
+            eql = cand & (x == vlo[q])
+            eqh = cand & (x == vhi[q])
+            low = cand & ((x < vlo[q]) | (eql & (na[q] < nb[q])))
+            high = cand & ~low & ((x > vhi[q]) | (eqh & (seen_hi[q] >= th[q])))
+            na[q] += eql
+            seen_hi[q] += eqh
+            fr[q] = np.uint8(1) if low else (np.uint8(2) if high else fr[q])
+            cl += low
+            ch += high
+        fc[i, 1] += cl
+        fc[i, 2] += ch
+
+
 _INV_U16 = 1.0 / 65535.0
 
 
@@ -320,7 +579,7 @@ def _decode_u16(u):  # type: ignore[no-untyped-def]
     never within 1e-12 (relative) of a float32 rounding midpoint, far more than the product's
     error, so the rounding cannot differ (checked for all 65536 values by a test).
     """
-    w = np.int32(u)
+    w = np.uint32(u)
     v = (((w >> 8) | (w << 8)) & 0xFFFF) ^ 0x8000
     return np.float32(np.float64(v) * _INV_U16)
 
@@ -335,7 +594,7 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
     files (see :func:`_decode_u16`), so the band is read without a decoding pass.
 
     Works on blocks of CHUNK pixels laid out (N, CHUNK) so that every step but the per-pixel
-    rejection of the rarer methods runs vectorised across pixels: gather and classify, sort with
+    rejection of the rarer methods runs vectorised across pixels: decode and classify, sort with
     the comparator network ``net`` (:func:`sorting_network`), sigma/winsorized clipping, flags,
     weighted combination.
 
@@ -350,99 +609,106 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
     for c in prange(nchunks):
         p0 = c * CHUNK
         k = min(npix, p0 + CHUNK) - p0
-        # float32 keys and int32 tags: twice the lanes per vector in the sort (the statistics
-        # are float64, from these float32 values, as in the reference)
+        # float32 keys: sixteen lanes per vector in the sort (statistics are float64 from them,
+        # as in the reference)
+        xs = np.empty((n, k), np.float32)
+        key = np.empty((n, k), np.float32)
         s = np.empty((n, k), np.float32)
-        t = np.empty((n, k), np.int32)
         fl = np.empty((n, k), np.uint8)
-        m = np.zeros(k, np.int64)
-        ncov = np.zeros(k, np.int64)
-        nl = np.zeros(k, np.int64)
-        nh = np.zeros(k, np.int64)
+        cnt = np.zeros((4, k), np.int32)     # candidates, valid, range-low, range-high
         lo = np.zeros(k, np.int64)
         hi = np.zeros(k, np.int64)
+        zero = np.zeros(k, np.uint8)
         col = np.empty(n, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
         fc = frame_counts[c]
-        # 0. the block's samples as float32 (decoded from raw FITS bytes when given)
-        xs = np.empty((n, k), np.float32)
-        if use_raw:
-            for i in range(n):
-                for q in range(k):
-                    xs[i, q] = _decode_u16(raw[i, p0 + q])
-        else:
-            for i in range(n):
-                for q in range(k):
-                    xs[i, q] = stack[i, p0 + q]
-        # 1. gather and classify: 0 candidate, 1/2 range- or large-scale-rejected, 3 no data
+        # 1. the block's samples as float32 (decoded from raw FITS bytes when given), classified:
+        #    0 candidate, 1/2 range- or large-scale-rejected, 3 no data; candidates' keys are the
+        #    rejection-normalized values, the others +inf (sorted to the end). int32 counters keep
+        #    the loop at the float32 vector width.
+        cm = cnt[0]
+        cc = cnt[1]
+        cnl = cnt[2]
+        cnh = cnt[3]
         for i in range(n):
+            xr = xs[i]
+            if use_raw:
+                rr = raw[i, p0:p0 + k]
+                for q in range(k):
+                    xr[q] = _decode_u16(rr[q])
+            else:
+                sr = stack[i, p0:p0 + k]
+                for q in range(k):
+                    xr[q] = sr[q]
+            er = exclude[i, p0:p0 + k] if use_exclude else zero
+            kr = key[i]
+            sr2 = s[i]
+            fr = fl[i]
             a_i = ra[i]
             b_i = rb[i]
             rl_i = rl[i]
             rh_i = rh[i]
-            cv = 0
-            cl = 0
-            ch = 0
+            cv = np.int32(0)
+            cl = np.int32(0)
+            ch = np.int32(0)
             for q in range(k):
-                x = xs[i, q]
+                x = xr[q]
                 valid = not (x != x or x == 0)
-                f = 3
-                if valid:
-                    if x <= rl_i:
-                        f = 1
-                    elif x >= rh_i:
-                        f = 2
-                    elif use_exclude:
-                        f = exclude[i, p0 + q]
-                    else:
-                        f = 0
+                lowr = valid & (x <= rl_i)
+                highr = valid & ~lowr & (x >= rh_i)
+                f = (np.uint8(3) if not valid else np.uint8(1) if lowr
+                     else np.uint8(2) if highr else er[q])
                 good = f == 0
-                s[i, q] = np.float32(a_i * x + b_i) if good else np.float32(np.inf)
-                t[i, q] = np.int32(i if good else n + i)
-                fl[i, q] = f
-                m[q] += good
-                ncov[q] += valid
-                nl[q] += f == 1
-                nh[q] += f == 2
-                cv += valid
-                cl += f == 1
-                ch += f == 2
+                v = np.float32(a_i * x + b_i) if good else np.float32(np.inf)
+                kr[q] = v
+                sr2[q] = v
+                fr[q] = f
+                cm[q] += np.int32(good)
+                cc[q] += np.int32(valid)
+                cnl[q] += np.int32(f == 1)
+                cnh[q] += np.int32(f == 2)
+                cv += np.int32(valid)
+                cl += np.int32(f == 1)
+                ch += np.int32(f == 2)
             fc[i, 0] += cv
             fc[i, 1] += cl
             fc[i, 2] += ch
-        # 2. sort every pixel's candidates (they come first: the rest are +inf with t >= n)
-        _sort_block(s, t, net, k)
-        # 3. rejection: the kept run s[lo..hi] of each pixel
-        for q in range(k):
-            mq = m[q]
-            for j in range(mq):
-                col[j] = s[j, q]
+        m = cm.astype(np.int64)
+        # 2.-3. sort every pixel's candidates (they come first: the rest are +inf) and find the
+        #    kept run s[lo..hi] of each pixel
+        if method == NONE:
+            for q in range(k):
+                hi[q] = m[q] - 1
+        else:
+            _sort_values(s, net, k)
             if method == SIGMA or method == WINSORIZED:
-                lo[q], hi[q] = _sigma_clip(col, mq, method == WINSORIZED, low, high)
+                _sigma_block(s, m, k, method == WINSORIZED, low, high, lo, hi)
             else:
-                lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count, max_count,
-                                       esd_frac, esd_relax, gain, tables[0], tables[1])
-        # 4. flags of rank rejections, counts and maps
+                for q in range(k):
+                    mq = m[q]
+                    for j in range(mq):
+                        col[j] = s[j, q]
+                    lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count,
+                                           max_count, esd_frac, esd_relax, gain, tables[0],
+                                           tables[1])
+            # 4. flags of rank rejections and their per-frame counts
+            _rank_flags(key, s, fl, m, lo, hi, k, fc)
         for q in range(k):
-            for j in range(lo[q]):
-                fl[t[j, q], q] = 1
-                fc[t[j, q], 1] += 1
-            for j in range(hi[q] + 1, m[q]):
-                fl[t[j, q], q] = 2
-                fc[t[j, q], 2] += 1
-            cov[p0 + q] = ncov[q]
+            cov[p0 + q] = cc[q]
             if m[q] == 0:
-                nlow[p0 + q] = nl[q]
-                nhigh[p0 + q] = nh[q]
+                nlow[p0 + q] = cnl[q]
+                nhigh[p0 + q] = cnh[q]
             else:
-                nlow[p0 + q] = nl[q] + lo[q]
-                nhigh[p0 + q] = nh[q] + (m[q] - 1 - hi[q])
+                nlow[p0 + q] = cnl[q] + lo[q]
+                nhigh[p0 + q] = cnh[q] + (m[q] - 1 - hi[q])
         if want_mask:
             for i in range(n):
+                fr = fl[i]
+                mr = mask[i, p0:p0 + k]
                 for q in range(k):
-                    f = fl[i, q]
-                    mask[i, p0 + q] = f if f < 3 else 0
+                    f = fr[q]
+                    mr[q] = f if f < 3 else 0
         # 5. combination of the kept samples in output space
         if combine == AVERAGE or combine == SUM:
             sw = np.zeros(k, np.float64)
@@ -452,10 +718,11 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                 oa_i = oa[i]
                 ob_i = ob[i]
                 w_i = w[i]
+                xr = xs[i]
+                fr = fl[i]
                 for q in range(k):
-                    keep = fl[i, q] == 0
-                    x = xs[i, q]
-                    v = oa_i * x + ob_i
+                    keep = fr[q] == 0
+                    v = oa_i * xr[q] + ob_i
                     sw[q] += w_i if keep else 0.0
                     swo[q] += w_i * v if keep else 0.0
                     so[q] += v if keep else 0.0
@@ -465,7 +732,7 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                     continue
                 mean = swo[q] / sw[q] if sw[q] > 0 else so[q] / (hi[q] - lo[q] + 1)
                 if combine == SUM:
-                    mean *= ncov[q]
+                    mean *= cc[q]
                 image[p0 + q] = mean
         else:
             for q in range(k):
@@ -473,23 +740,19 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                     image[p0 + q] = 0.0
                     continue
                 p = p0 + q
-                kk = hi[q] - lo[q] + 1
-                if combine == MEDIAN:
-                    for j in range(kk):
-                        i = t[lo[q] + j, q]
-                        v = oa[i] * xs[i, q] + ob[i]
-                        r = j
+                kk = 0
+                best = 0.0
+                for i in range(n):
+                    if fl[i, q] != 0:
+                        continue
+                    v = oa[i] * xs[i, q] + ob[i]
+                    if combine == MEDIAN:
+                        r = kk
                         while r > 0 and o[r - 1] > v:
                             o[r] = o[r - 1]
                             r -= 1
                         o[r] = v
-                    image[p] = _median(o, 0, kk - 1)
-                else:
-                    i = t[lo[q], q]
-                    best = oa[i] * xs[i, q] + ob[i]
-                    for j in range(lo[q] + 1, hi[q] + 1):
-                        i = t[j, q]
-                        v = oa[i] * xs[i, q] + ob[i]
-                        if (combine == MIN and v < best) or (combine == MAX and v > best):
-                            best = v
-                    image[p] = best
+                    elif kk == 0 or (combine == MIN and v < best) or (combine == MAX and v > best):
+                        best = v
+                    kk += 1
+                image[p] = _median(o, 0, kk - 1) if combine == MEDIAN else best
