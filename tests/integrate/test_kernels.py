@@ -84,6 +84,19 @@ def test_kernel_matches_reference(method: str, n: int) -> None:
     _compare(_stack(n, 1500, rng), params, _coeffs(n, rng))
 
 
+@pytest.mark.parametrize("method", ["none", "minmax", "sigma", "winsorized", "linear-fit"])
+@pytest.mark.parametrize("n", [3, 20, 50])
+def test_kernel_matches_reference_without_range_rejection(method: str, n: int) -> None:
+    """The kernel's path for frames without range rejection (every valid sample a candidate)."""
+    rng = np.random.default_rng(200 + n)
+    low, high = LIMITS.get(method, (1.0, 1.0))
+    co = _coeffs(n, rng)
+    co["rl"], co["rh"] = np.full(n, -np.inf), np.full(n, np.inf)
+    x = _stack(n, 2000, rng)
+    x[:, 1500:] = np.round(x[:, 1500:] * 65535) / 65535          # 16-bit data: ties
+    _compare(x, KernelParams(method=method, low=low, high=high), co)
+
+
 @pytest.mark.parametrize("combine", ["average", "median", "min", "max", "sum"])
 def test_combines_match_reference(combine: str) -> None:
     rng = np.random.default_rng(7)
@@ -181,3 +194,32 @@ def test_raw_fits_decoding_is_exact_for_every_value() -> None:
 
     expected = to_unit_range(u)[0]
     np.testing.assert_array_equal(decode_all(stored), expected)
+
+
+def test_float32_counting_thresholds_equal_float64_comparisons() -> None:
+    """_count_outside compares float32 samples against float32 thresholds; it must count exactly
+    what the float64 comparisons x < a and x > b count, for thresholds on, between and beside
+    float32 values (the one-ulp steps include signs and zero)."""
+    rng = np.random.default_rng(5)
+    n, k = 40, 256
+    s = np.sort(np.concatenate([rng.normal(0, 1, (n // 2, k)),
+                                rng.normal(0, 1e-30, (n // 2, k))]).astype(np.float32), axis=0)
+    pick = s[rng.integers(0, n, k), np.arange(k)].astype(np.float64)
+    ulp = np.spacing(np.abs(pick).astype(np.float32)).astype(np.float64)
+    shift = rng.choice([-0.5, -0.25, 0.0, 0.25, 0.5], k) * ulp
+    a = pick + shift
+    b = pick - shift[::-1]
+    a[:8] = [0.0, -0.0, 1e-50, -1e-50, 1.0, -1.0, 1 + 1e-12, -1 - 1e-12]
+    b[:8] = a[:8]
+    lo = rng.integers(0, n // 3, k)
+    hi = rng.integers(2 * n // 3, n, k)
+    act = rng.random(k) < 0.9
+    cl = np.zeros(k, np.int64)
+    ch = np.zeros(k, np.int64)
+    K._count_outside(s, lo, hi, act, a, b, k, cl, ch, np.empty((2, k), np.float32),
+                     np.empty((4, k), np.int32))
+    j = np.arange(n)[:, None]
+    inr = (j >= lo) & (j <= hi) & act
+    x = s.astype(np.float64)
+    np.testing.assert_array_equal(cl, (inr & (x < a)).sum(axis=0))
+    np.testing.assert_array_equal(ch, (inr & (x > b)).sum(axis=0))

@@ -34,7 +34,7 @@ WINSOR_TOL = 0.0005
 MAX_ITER = 50
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _median(s, lo, hi):  # type: ignore[no-untyped-def]
     k = hi - lo + 1
     mid = lo + k // 2
@@ -43,7 +43,7 @@ def _median(s, lo, hi):  # type: ignore[no-untyped-def]
     return 0.5 * (s[mid - 1] + s[mid])
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
     nlo = lo
     nhi = hi
@@ -57,7 +57,7 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
     return nlo, nhi
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_relax,  # type: ignore[no-untyped-def]
             gain, esd_lambda, spread):
     lo = 0
@@ -186,7 +186,7 @@ def sorting_network(n: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _sort_values(s, net, k):  # type: ignore[no-untyped-def]
     """Sort the columns of ``s`` (N, CHUNK) in place, vectorised over pixels (branch-free).
 
@@ -203,7 +203,7 @@ def _sort_values(s, net, k):  # type: ignore[no-untyped-def]
             sb[q] = max(x, y)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyped-def]
     """Winsorized σ of the sorted run s[lo..hi] around ``m``, starting from ``sigma``.
 
@@ -244,7 +244,7 @@ def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyp
 WINSOR_JUMPS = 2
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _winsor_step(below, first, last, above, ja, jb, lo, hi, k, u, lim, m, sigma, mid1, mid2,
                  it):  # type: ignore[no-untyped-def]
     """One step of the winsorized σ for the clamping s[lo..ja-1] low, s[jb+1..hi] high.
@@ -285,7 +285,7 @@ def _winsor_step(below, first, last, above, ja, jb, lo, hi, k, u, lim, m, sigma,
     return new, False
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _sigma_clip(s, lo, hi, c, s1, s2, winsorized, low, high):  # type: ignore[no-untyped-def]
     """Sigma or winsorized sigma clipping of the sorted run ``s[lo..hi]`` (scalar).
 
@@ -325,7 +325,7 @@ def _sigma_clip(s, lo, hi, c, s1, s2, winsorized, low, high):  # type: ignore[no
 SCALAR_TAIL = 24
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _col_median(s, q, lo, hi):  # type: ignore[no-untyped-def]
     k = hi - lo + 1
     mid = lo + k // 2
@@ -334,7 +334,7 @@ def _col_median(s, q, lo, hi):  # type: ignore[no-untyped-def]
     return 0.5 * (np.float64(s[mid - 1, q]) + np.float64(s[mid, q]))
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _count_outside(s, lo, hi, act, a, b, k, cl, ch, wf, wi):  # type: ignore[no-untyped-def]
     """cl[q] / ch[q] = samples of the run s[lo[q]..hi[q], q] below a[q] / above b[q] (active q).
 
@@ -376,7 +376,7 @@ def _count_outside(s, lo, hi, act, a, b, k, cl, ch, wf, wi):  # type: ignore[no-
         ch[q] = d32[q]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-untyped-def]
     """Sigma / winsorized sigma clipping of every column of the sorted block ``s`` (N, CHUNK).
 
@@ -451,7 +451,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
                 t2 = p2[hi[q] + 1, q] - p2[lo[q], q]
                 var = (t2 - t1 * t1 / kk) / (kk - 1)
                 sig[q] = math.sqrt(var) if var > 0 else 0.0
-                wact[q] = winsorized and sig[q] > 0
+            wact[q] = winsorized and act[q] and sig[q] > 0
         if winsorized:
             _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi)
         for q in range(k):
@@ -474,7 +474,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
             hi[q] = nhi
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi):  # type: ignore[no-untyped-def]
     """Winsorized σ of every column with ``wact`` set (in ``sig``), in lockstep as _sigma_block."""
     for it in range(MAX_ITER):
@@ -492,6 +492,7 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
                     h0 = hi[q]
                     sig[q] = _winsor_sigma(col, c[q], p1[h0 + 1, q] - p1[l0, q],
                                            p2[h0 + 1, q] - p2[l0, q], l0, h0, med[q], sig[q], it)
+                    wact[q] = False
             return
         for q in range(k):
             ta[q] = med[q] - WINSOR_CUT * sig[q]
@@ -513,7 +514,7 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
             wact[q] = not final
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
     """Flag the samples outside each pixel's kept run s[lo..hi] (1 low, 2 high) in ``fl``.
 
@@ -528,10 +529,33 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
     nb = np.zeros(k, np.int32)
     na = np.zeros(k, np.int32)
     th = np.zeros(k, np.int32)
+    ties = False
     for q in range(k):
-        ok = m[q] > 0
+        mq = m[q]
+        ok = mq > 0
         vlo[q] = s[lo[q], q] if ok else np.float32(np.inf)
         vhi[q] = s[hi[q], q] if ok else np.float32(np.inf)
+        if ok and ((lo[q] > 0 and s[lo[q] - 1, q] == vlo[q])
+                   or (hi[q] < mq - 1 and s[hi[q] + 1, q] == vhi[q])):
+            ties = True
+    if not ties:
+        # no threshold splits a run of equal values: the thresholds alone decide (one pass)
+        for i in range(n):
+            kr = key[i]
+            fr = fl[i]
+            cl = np.int32(0)
+            ch = np.int32(0)
+            for q in range(k):
+                x = kr[q]
+                cand = fr[q] == 0
+                low = cand & (x < vlo[q])
+                high = cand & (x > vhi[q])
+                fr[q] = np.uint8(1) if low else (np.uint8(2) if high else fr[q])
+                cl += np.int32(low)
+                ch += np.int32(high)
+            fc[i, 1] += cl
+            fc[i, 2] += ch
+        return
     for i in range(n):
         kr = key[i]
         fr = fl[i]
@@ -570,7 +594,7 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
 _INV_U16 = 1.0 / 65535.0
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _decode_u16(u):  # type: ignore[no-untyped-def]
     """A raw FITS uint16 sample (BITPIX 16 + BZERO 32768, big-endian, read as native) in [0, 1].
 
@@ -584,7 +608,7 @@ def _decode_u16(u):  # type: ignore[no-untyped-def]
     return np.float32(np.float64(v) * _INV_U16)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM, nogil=True)
 def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # type: ignore[no-untyped-def]
                      method, combine, low, high, min_count, max_count, esd_frac, esd_relax,
                      gain, tables, net, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
@@ -606,6 +630,10 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
     n = raw.shape[0] if use_raw else stack.shape[0]
     npix = raw.shape[1] if use_raw else stack.shape[1]
     nchunks = (npix + CHUNK - 1) // CHUNK
+    ranged = use_exclude
+    for i in range(n):
+        if rl[i] > -np.inf or rh[i] < np.inf:
+            ranged = True
     for c in prange(nchunks):
         p0 = c * CHUNK
         k = min(npix, p0 + CHUNK) - p0
@@ -628,7 +656,7 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
         #    rejection-normalized values, the others +inf (sorted to the end). int32 counters keep
         #    the loop at the float32 vector width.
         cm = cnt[0]
-        cc = cnt[1]
+        cc = cm if not ranged else cnt[1]
         cnl = cnt[2]
         cnh = cnt[3]
         for i in range(n):
@@ -652,6 +680,19 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
             cv = np.int32(0)
             cl = np.int32(0)
             ch = np.int32(0)
+            if not ranged:
+                # no range or large-scale rejection: valid samples are the candidates
+                for q in range(k):
+                    x = xr[q]
+                    valid = (x == x) & (x != 0)
+                    v = np.float32(a_i * x + b_i) if valid else np.float32(np.inf)
+                    kr[q] = v
+                    sr2[q] = v
+                    fr[q] = np.uint8(0) if valid else np.uint8(3)
+                    cm[q] += np.int32(valid)
+                    cv += np.int32(valid)
+                fc[i, 0] += cv
+                continue
             for q in range(k):
                 x = xr[q]
                 valid = not (x != x or x == 0)
