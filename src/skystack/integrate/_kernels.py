@@ -322,7 +322,7 @@ def _sigma_clip(s, lo, hi, c, s1, s2, winsorized, low, high):  # type: ignore[no
 
 #: A block's sigma clipping runs vectorised across its pixels while more than this many of them
 #: are still iterating; the last few finish one by one (a pass costs the same for 1 or 256).
-SCALAR_TAIL = 24
+SCALAR_TAIL = 48
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
@@ -424,13 +424,9 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
     for _ in range(MAX_ITER):
         na = 0
         for q in range(k):
-            if not act[q]:
-                continue
-            kk = hi[q] - lo[q] + 1
-            if kk < 3:
-                act[q] = False
-                continue
-            na += 1
+            a_ = act[q] & (hi[q] - lo[q] >= 2)
+            act[q] = a_
+            na += a_
         if na == 0:
             break
         if na <= SCALAR_TAIL:
@@ -443,35 +439,42 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
                     lo[q], hi[q] = _sigma_clip(col, l0, h0, c[q], p1[h0 + 1, q] - p1[l0, q],
                                                p2[h0 + 1, q] - p2[l0, q], winsorized, low, high)
             break
+        # branch-free per-pixel steps (select, not branch: they vectorise; inactive pixels
+        # compute garbage that is never stored where it matters)
         for q in range(k):
-            if act[q]:
-                kk = hi[q] - lo[q] + 1
-                med[q] = _col_median(s, q, lo[q], hi[q])
-                t1 = p1[hi[q] + 1, q] - p1[lo[q], q]
-                t2 = p2[hi[q] + 1, q] - p2[lo[q], q]
-                var = (t2 - t1 * t1 / kk) / (kk - 1)
-                sig[q] = math.sqrt(var) if var > 0 else 0.0
-            wact[q] = winsorized and act[q] and sig[q] > 0
+            l0 = lo[q]
+            h0 = hi[q]
+            kk = h0 - l0 + 1
+            # the median of the run; for odd kk both indices are the middle (x + x exact)
+            md = 0.5 * (np.float64(s[l0 + (kk - 1) // 2, q]) + np.float64(s[l0 + kk // 2, q]))
+            t1 = p1[h0 + 1, q] - p1[l0, q]
+            t2 = p2[h0 + 1, q] - p2[l0, q]
+            var = (t2 - t1 * t1 / kk) / (kk - 1)
+            sg = math.sqrt(var) if var > 0 else 0.0
+            a_ = act[q]
+            med[q] = md if a_ else med[q]
+            sig[q] = sg if a_ else sig[q]
+            wact[q] = winsorized & a_ & (sg > 0)
         if winsorized:
             _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi)
         for q in range(k):
-            if act[q] and not sig[q] > 0:
-                act[q] = False
+            act[q] = act[q] & (sig[q] > 0)
             ta[q] = med[q] - low * sig[q]
             tb[q] = med[q] + high * sig[q]
         _count_outside(s, lo, hi, act, ta, tb, k, cl, ch, wf, wi)
         for q in range(k):
-            if not act[q]:
-                continue
-            nlo = lo[q] + cl[q]
-            nhi = hi[q] - ch[q]
-            if nlo > nhi:
-                nlo = lo[q] + (hi[q] - lo[q]) // 2
-                nhi = nlo
-            if nlo == lo[q] and nhi == hi[q]:
-                act[q] = False
-            lo[q] = nlo
-            hi[q] = nhi
+            a_ = act[q]
+            l0 = lo[q]
+            h0 = hi[q]
+            nlo = l0 + cl[q]
+            nhi = h0 - ch[q]
+            coll = nlo > nhi
+            mid = l0 + (h0 - l0) // 2
+            nlo = mid if coll else nlo
+            nhi = mid if coll else nhi
+            act[q] = a_ & ~((nlo == l0) & (nhi == h0))
+            lo[q] = nlo if a_ else l0
+            hi[q] = nhi if a_ else h0
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
