@@ -58,6 +58,111 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _linfit_clip(s, lo, hi, low, high, spread):  # type: ignore[no-untyped-def]
+    """Linear fit clipping of the sorted run s[lo..hi] (scalar; see ``_reference``)."""
+    for _ in range(MAX_ITER):
+        k = hi - lo + 1
+        if k < 5:
+            break
+        # resistant line: through the median, slope from the sixth points (see _reference)
+        ia = lo + k // 6
+        ib = hi - k // 6
+        slope = (s[ib] - s[ia]) / (ib - ia)
+        icpt = _median(s, lo, hi) - slope * (0.5 * (lo + hi))
+        sigma = 0.0
+        if spread[k] > 0:
+            sigma = slope * (ib - ia) / spread[k]
+        if not sigma > 0:
+            break
+        nlo = lo
+        nhi = hi
+        while nlo < nhi and s[nlo] - (icpt + slope * nlo) < -low * sigma:
+            nlo += 1
+        while nhi > nlo and s[nhi] - (icpt + slope * nhi) > high * sigma:
+            nhi -= 1
+        if nlo == lo and nhi == hi:
+            break
+        lo = nlo
+        hi = nhi
+    return lo, hi
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _linfit_block(s, m, k, low, high, spread, lo, hi):  # type: ignore[no-untyped-def]
+    """Linear fit clipping of every column of the sorted block ``s`` in lockstep.
+
+    The iteration of :func:`_linfit_clip`, with its two walks from the run's ends replaced by one
+    branch-free pass per round: the low walk's length is the count of leading residuals below
+    the low threshold, the high walk stops at the last residual within the high one.
+    """
+    n = s.shape[0]
+    act = np.zeros(k, np.bool_)
+    sl = np.zeros(k, np.float64)
+    ic = np.zeros(k, np.float64)
+    ta = np.zeros(k, np.float64)
+    tb = np.zeros(k, np.float64)
+    alive = np.zeros(k, np.bool_)
+    cl = np.zeros(k, np.int64)
+    last = np.zeros(k, np.int64)
+    col = np.empty(n, np.float64)
+    for q in range(k):
+        lo[q] = 0
+        hi[q] = m[q] - 1
+        act[q] = m[q] >= 5
+    for _ in range(MAX_ITER):
+        na = 0
+        for q in range(k):
+            a_ = act[q] & (hi[q] - lo[q] >= 4)
+            act[q] = a_
+            na += a_
+        if na == 0:
+            break
+        if na <= SCALAR_TAIL:
+            for q in range(k):
+                if act[q]:
+                    for j in range(m[q]):
+                        col[j] = s[j, q]
+                    lo[q], hi[q] = _linfit_clip(col, lo[q], hi[q], low, high, spread)
+            break
+        for q in range(k):
+            l0 = lo[q]
+            h0 = hi[q]
+            kk = h0 - l0 + 1
+            ia = l0 + kk // 6
+            ib = h0 - kk // 6
+            slope = (np.float64(s[ib, q]) - np.float64(s[ia, q])) / (ib - ia)
+            md = 0.5 * (np.float64(s[l0 + (kk - 1) // 2, q]) + np.float64(s[l0 + kk // 2, q]))
+            sl[q] = slope
+            ic[q] = md - slope * (0.5 * (l0 + h0))
+            sp = spread[max(kk, 0)]
+            sigma = slope * (ib - ia) / sp if sp > 0 else 0.0
+            act[q] = act[q] & (sigma > 0)
+            ta[q] = -low * sigma
+            tb[q] = high * sigma
+            alive[q] = True
+            cl[q] = 0
+            last[q] = -1
+        for j in range(n):
+            sr = s[j]
+            for q in range(k):
+                inr = act[q] & (j >= lo[q]) & (j <= hi[q])
+                r = np.float64(sr[q]) - (ic[q] + sl[q] * j)
+                a_ = alive[q] & (~(inr & (j < hi[q])) | (r < ta[q]))
+                alive[q] = a_
+                cl[q] += inr & (j < hi[q]) & a_
+                last[q] = j if inr & (r <= tb[q]) else last[q]
+        for q in range(k):
+            a_ = act[q]
+            l0 = lo[q]
+            h0 = hi[q]
+            nlo = l0 + cl[q]
+            nhi = max(last[q], nlo)
+            act[q] = a_ & ~((nlo == l0) & (nhi == h0))
+            lo[q] = nlo if a_ else l0
+            hi[q] = nhi if a_ else h0
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_relax,  # type: ignore[no-untyped-def]
             gain, esd_lambda, spread):
     lo = 0
@@ -88,31 +193,7 @@ def _reject(s, n, sides, method, low, high, min_count, max_count, esd_frac, esd_
             hi = nhi
         return lo, hi
     if method == LINFIT:
-        for _ in range(MAX_ITER):
-            k = hi - lo + 1
-            if k < 5:
-                break
-            # resistant line: through the median, slope from the sixth points (see _reference)
-            ia = lo + k // 6
-            ib = hi - k // 6
-            slope = (s[ib] - s[ia]) / (ib - ia)
-            icpt = _median(s, lo, hi) - slope * (0.5 * (lo + hi))
-            sigma = 0.0
-            if spread[k] > 0:
-                sigma = slope * (ib - ia) / spread[k]
-            if not sigma > 0:
-                break
-            nlo = lo
-            nhi = hi
-            while nlo < nhi and s[nlo] - (icpt + slope * nlo) < -low * sigma:
-                nlo += 1
-            while nhi > nlo and s[nhi] - (icpt + slope * nhi) > high * sigma:
-                nhi -= 1
-            if nlo == lo and nhi == hi:
-                break
-            lo = nlo
-            hi = nhi
-        return lo, hi
+        return _linfit_clip(s, lo, hi, low, high, spread)
     if method == ESD:
         max_out = int(esd_frac * n)
         # running sums around a shift (the median) to avoid cancellation
@@ -728,6 +809,8 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
             _sort_values(s, net, k)
             if method == SIGMA or method == WINSORIZED:
                 _sigma_block(s, m, k, method == WINSORIZED, low, high, lo, hi)
+            elif method == LINFIT:
+                _linfit_block(s, m, k, low, high, tables[1], lo, hi)
             else:
                 for q in range(k):
                     mq = m[q]
