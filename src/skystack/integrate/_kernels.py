@@ -105,6 +105,7 @@ def _linfit_block(s, m, k, low, high, spread, lo, hi):  # type: ignore[no-untype
     cl = np.zeros(k, np.int64)
     last = np.zeros(k, np.int64)
     col = np.empty(n, np.float64)
+    g = np.empty((5, k), np.float64)
     for q in range(k):
         lo[q] = 0
         hi[q] = m[q] - 1
@@ -125,17 +126,26 @@ def _linfit_block(s, m, k, low, high, spread, lo, hi):  # type: ignore[no-untype
                     lo[q], hi[q] = _linfit_clip(col, lo[q], hi[q], low, high, spread)
             break
         for q in range(k):
+            # gathers (scalar loads) into lane arrays; the arithmetic below vectorises
             l0 = lo[q]
             h0 = hi[q]
             kk = h0 - l0 + 1
-            ia = l0 + kk // 6
-            ib = h0 - kk // 6
-            slope = (np.float64(s[ib, q]) - np.float64(s[ia, q])) / (ib - ia)
-            md = 0.5 * (np.float64(s[l0 + (kk - 1) // 2, q]) + np.float64(s[l0 + kk // 2, q]))
+            g[0, q] = s[h0 - kk // 6, q]
+            g[1, q] = s[l0 + kk // 6, q]
+            g[2, q] = s[l0 + (kk - 1) // 2, q]
+            g[3, q] = s[l0 + kk // 2, q]
+            g[4, q] = spread[max(kk, 0)]
+        for q in range(k):
+            l0 = lo[q]
+            h0 = hi[q]
+            kk = h0 - l0 + 1
+            span = np.float64((h0 - kk // 6) - (l0 + kk // 6))
+            slope = (g[0, q] - g[1, q]) / span
+            md = 0.5 * (g[2, q] + g[3, q])
             sl[q] = slope
             ic[q] = md - slope * (0.5 * (l0 + h0))
-            sp = spread[max(kk, 0)]
-            sigma = slope * (ib - ia) / sp if sp > 0 else 0.0
+            sp = g[4, q]
+            sigma = slope * span / sp if sp > 0 else 0.0
             act[q] = act[q] & (sigma > 0)
             ta[q] = -low * sigma
             tb[q] = high * sigma
@@ -502,6 +512,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
     col = np.empty(n, np.float64)
     wf = np.empty((2, k), np.float32)
     wi = np.empty((4, k), np.int32)
+    g = np.empty((4, k), np.float64)
     for _ in range(MAX_ITER):
         na = 0
         for q in range(k):
@@ -523,15 +534,21 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
         # branch-free per-pixel steps (select, not branch: they vectorise; inactive pixels
         # compute garbage that is never stored where it matters)
         for q in range(k):
+            # gathers (scalar loads) into lane arrays; the arithmetic below vectorises
             l0 = lo[q]
             h0 = hi[q]
             kk = h0 - l0 + 1
+            g[0, q] = s[l0 + (kk - 1) // 2, q]
+            g[1, q] = s[l0 + kk // 2, q]
+            g[2, q] = p1[h0 + 1, q] - p1[l0, q]
+            g[3, q] = p2[h0 + 1, q] - p2[l0, q]
+        for q in range(k):
+            kk = np.float64(hi[q] - lo[q] + 1)
             # the median of the run; for odd kk both indices are the middle (x + x exact)
-            md = 0.5 * (np.float64(s[l0 + (kk - 1) // 2, q]) + np.float64(s[l0 + kk // 2, q]))
-            t1 = p1[h0 + 1, q] - p1[l0, q]
-            t2 = p2[h0 + 1, q] - p2[l0, q]
-            var = (t2 - t1 * t1 / kk) / (kk - 1)
-            sg = math.sqrt(var) if var > 0 else 0.0
+            md = 0.5 * (g[0, q] + g[1, q])
+            t1 = g[2, q]
+            var = (g[3, q] - t1 * t1 / kk) / (kk - 1.0)
+            sg = math.sqrt(max(var, 0.0))
             a_ = act[q]
             med[q] = md if a_ else med[q]
             sig[q] = sg if a_ else sig[q]
@@ -561,6 +578,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi):  # type: ignore[no-untyped-def]
     """Winsorized σ of every column with ``wact`` set (in ``sig``), in lockstep as _sigma_block."""
+    g = np.empty((6, k), np.float64)    # per-pixel values gathered for the step
     for it in range(MAX_ITER):
         na = 0
         for q in range(k):
@@ -583,19 +601,60 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
             tb[q] = med[q] + WINSOR_CUT * sig[q]
         _count_outside(s, lo, hi, wact, ta, tb, k, cl, ch, wf, wi)
         for q in range(k):
-            if not wact[q]:
-                continue
+            # gathers (scalar loads) into lane arrays, then pure lane arithmetic (vectorises)
+            l0 = lo[q]
+            h0 = hi[q]
+            ja = l0 + cl[q]
+            jb = h0 - ch[q]
+            g[0, q] = s[max(ja - 1, 0), q]
+            g[1, q] = s[min(ja, h0), q]
+            g[2, q] = s[max(jb, 0), q]
+            g[3, q] = s[min(jb + 1, h0), q]
+            g[4, q] = p1[jb + 1, q] - p1[ja, q]
+            g[5, q] = p2[jb + 1, q] - p2[ja, q]
+        gb = g[0]
+        gf = g[1]
+        gl = g[2]
+        ga = g[3]
+        g1 = g[4]
+        g2 = g[5]
+        for q in range(k):
             l0 = lo[q]
             h0 = hi[q]
             ja = l0 + cl[q]
             jb = h0 - ch[q]
             kk = h0 - l0 + 1
-            sig[q], final = _winsor_step(s[max(ja - 1, 0), q], s[min(ja, h0), q], s[max(jb, 0), q],
-                                         s[min(jb + 1, h0), q], ja, jb, l0, h0, kk, med[q] - c[q],
-                                         (kk - 1) / (WINSOR_FACTOR * WINSOR_FACTOR), med[q],
-                                         sig[q], p1[jb + 1, q] - p1[ja, q],
-                                         p2[jb + 1, q] - p2[ja, q], it)
-            wact[q] = not final
+            m_ = med[q]
+            sg = sig[q]
+            u = m_ - c[q]
+            fk = np.float64(kk)
+            lim = (fk - 1.0) / (WINSOR_FACTOR * WINSOR_FACTOR)
+            nc = np.float64((ja - l0) + (h0 - jb))
+            nd = np.float64((h0 - jb) - (ja - l0))
+            alpha = nc * u + g1[q]
+            beta = WINSOR_CUT * nd
+            gamma = nc * u * u + g2[q]
+            delta = 2.0 * u * WINSOR_CUT * nd
+            eps = WINSOR_CUT * WINSOR_CUT * nc
+            qa = eps - beta * beta / fk - lim
+            qb = delta - 2.0 * alpha * beta / fk
+            qc = gamma - alpha * alpha / fk
+            disc = qb * qb - 4.0 * qa * qc
+            has = (qa < 0) & (disc >= 0)
+            root = (-qb - math.sqrt(max(disc, 0.0))) / (2.0 * min(qa, -1e-300))
+            root = root if has else 0.0
+            ra = m_ - WINSOR_CUT * root
+            rb = m_ + WINSOR_CUT * root
+            ok = (has & (root > 0) & ((ja == l0) | (gb[q] < ra)) & ((ja > h0) | (gf[q] >= ra))
+                  & ((jb == h0) | (ga[q] > rb)) & ((jb < l0) | (gl[q] <= rb)))
+            var = (gamma + (delta + eps * sg) * sg - (alpha + beta * sg) ** 2 / fk) / (fk - 1.0)
+            new = WINSOR_FACTOR * math.sqrt(max(var, 0.0))
+            done = abs(new - sg) <= WINSOR_TOL * sg
+            nxt = root if (root > 0) & (it < WINSOR_JUMPS) else new
+            res = root if ok else (new if done else nxt)
+            w_ = wact[q]
+            sig[q] = res if w_ else sg
+            wact[q] = w_ & ~(ok | done)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
