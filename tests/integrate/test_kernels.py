@@ -223,3 +223,14 @@ def test_float32_counting_thresholds_equal_float64_comparisons() -> None:
     x = s.astype(np.float64)
     np.testing.assert_array_equal(cl, (inr & (x < a)).sum(axis=0))
     np.testing.assert_array_equal(ch, (inr & (x > b)).sum(axis=0))
+
+
+def test_zero_weights_fall_back_to_the_plain_mean_of_kept_samples() -> None:
+    """Where every kept sample has weight 0 the pixel is their unweighted mean (as the reference)."""
+    rng = np.random.default_rng(9)
+    n = 6
+    co = _coeffs(n, rng)
+    co["w"] = np.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    x = _stack(n, 600, rng)
+    x[3, :300] = np.nan                      # frame 3 (the only weighted one) missing here
+    _compare(x, KernelParams(method="sigma", low=3.0, high=2.5), co)

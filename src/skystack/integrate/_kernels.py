@@ -899,7 +899,6 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
         if combine == AVERAGE or combine == SUM:
             sw = np.zeros(k, np.float64)
             swo = np.zeros(k, np.float64)
-            so = np.zeros(k, np.float64)
             for i in range(n):
                 oa_i = oa[i]
                 ob_i = ob[i]
@@ -911,12 +910,19 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                     v = oa_i * xr[q] + ob_i
                     sw[q] += w_i if keep else 0.0
                     swo[q] += w_i * v if keep else 0.0
-                    so[q] += v if keep else 0.0
             for q in range(k):
                 if m[q] == 0:
                     image[p0 + q] = 0.0
                     continue
-                mean = swo[q] / sw[q] if sw[q] > 0 else so[q] / (hi[q] - lo[q] + 1)
+                if sw[q] > 0:
+                    mean = swo[q] / sw[q]
+                else:
+                    # every kept sample has weight 0: their plain mean
+                    so = 0.0
+                    for i in range(n):
+                        if fl[i, q] == 0:
+                            so += oa[i] * xs[i, q] + ob[i]
+                    mean = so / (hi[q] - lo[q] + 1)
                 if combine == SUM:
                     mean *= cc[q]
                 image[p0 + q] = mean
