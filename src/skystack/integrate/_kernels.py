@@ -22,7 +22,8 @@ from numba import njit, prange
 __all__ = ["integrate_kernel", "sorting_network", "CHUNK"]
 
 _FM = {"contract", "reassoc", "arcp"}
-CHUNK = 256             # pixels per parallel task and vector block
+CHUNK = 256             # pixels per vector block
+SUPER = 4               # blocks per parallel task (decoded together)
 
 # Method / combine codes — must equal _reference.METHOD_CODES / COMBINE_CODES (tested).
 NONE, MINMAX, PERCENTILE, SIGMA, WINSORIZED, AVSIGMA, LINFIT, ESD = 0, 1, 2, 3, 4, 5, 6, 7
@@ -777,174 +778,190 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
     for i in range(n):
         if rl[i] > -np.inf or rh[i] < np.inf:
             ranged = True
-    for c in prange(nchunks):
-        p0 = c * CHUNK
-        k = min(npix, p0 + CHUNK) - p0
-        # float32 keys: sixteen lanes per vector in the sort (statistics are float64 from them,
-        # as in the reference)
-        xs = np.empty((n, k), np.float32)
-        key = np.empty((n, k), np.float32)
-        s = np.empty((n, k), np.float32)
-        fl = np.empty((n, k), np.uint8)
-        cnt = np.zeros((4, k), np.int32)     # candidates, valid, range-low, range-high
-        lo = np.zeros(k, np.int64)
-        hi = np.zeros(k, np.int64)
-        zero = np.zeros(k, np.uint8)
-        col = np.empty(n, np.float64)
-        o = np.empty(n, np.float64)
-        sides = np.empty(n + 1, np.int64)
-        fc = frame_counts[c]
-        # 1. the block's samples as float32 (decoded from raw FITS bytes when given), classified:
-        #    0 candidate, 1/2 range- or large-scale-rejected, 3 no data; candidates' keys are the
-        #    rejection-normalized values, the others +inf (sorted to the end). int32 counters keep
-        #    the loop at the float32 vector width.
-        cm = cnt[0]
-        cc = cm if not ranged else cnt[1]
-        cnl = cnt[2]
-        cnh = cnt[3]
+    nsuper = (nchunks + SUPER - 1) // SUPER
+    for sc in prange(nsuper):
+        # a few blocks are decoded together: each frame's rows are read in longer sequential
+        # runs (with many frames, short runs from as many streams defeat the prefetchers)
+        c0 = sc * SUPER
+        c1 = min(nchunks, c0 + SUPER)
+        pa = c0 * CHUNK
+        pb = min(npix, c1 * CHUNK)
+        xsw = np.empty((c1 - c0, n, CHUNK), np.float32)
         for i in range(n):
-            xr = xs[i]
             if use_raw:
-                rr = raw[i, p0:p0 + k]
-                for q in range(k):
-                    xr[q] = _decode_u16(rr[q])
+                rr = raw[i, pa:pb]
+                for b in range(c1 - c0):
+                    xb = xsw[b, i]
+                    o_ = b * CHUNK
+                    for q in range(min(CHUNK, pb - pa - o_)):
+                        xb[q] = _decode_u16(rr[o_ + q])
             else:
-                sr = stack[i, p0:p0 + k]
-                for q in range(k):
-                    xr[q] = sr[q]
-            er = exclude[i, p0:p0 + k] if use_exclude else zero
-            kr = key[i]
-            sr2 = s[i]
-            fr = fl[i]
-            a_i = ra[i]
-            b_i = rb[i]
-            rl_i = rl[i]
-            rh_i = rh[i]
-            cv = np.int32(0)
-            cl = np.int32(0)
-            ch = np.int32(0)
-            if not ranged:
-                # no range or large-scale rejection: valid samples are the candidates
+                sr = stack[i, pa:pb]
+                for b in range(c1 - c0):
+                    xb = xsw[b, i]
+                    o_ = b * CHUNK
+                    for q in range(min(CHUNK, pb - pa - o_)):
+                        xb[q] = sr[o_ + q]
+        for c in range(c0, c1):
+            p0 = c * CHUNK
+            k = min(npix, p0 + CHUNK) - p0
+            # float32 keys: sixteen lanes per vector in the sort (statistics are float64 from them,
+            # as in the reference)
+            xs = xsw[c - c0]
+            key = np.empty((n, k), np.float32)
+            s = np.empty((n, k), np.float32)
+            fl = np.empty((n, k), np.uint8)
+            cnt = np.zeros((4, k), np.int32)     # candidates, valid, range-low, range-high
+            lo = np.zeros(k, np.int64)
+            hi = np.zeros(k, np.int64)
+            zero = np.zeros(k, np.uint8)
+            col = np.empty(n, np.float64)
+            o = np.empty(n, np.float64)
+            sides = np.empty(n + 1, np.int64)
+            fc = frame_counts[c]
+            # 1. the block's samples as float32 (decoded from raw FITS bytes when given), classified:
+            #    0 candidate, 1/2 range- or large-scale-rejected, 3 no data; candidates' keys are the
+            #    rejection-normalized values, the others +inf (sorted to the end). int32 counters keep
+            #    the loop at the float32 vector width.
+            cm = cnt[0]
+            cc = cm if not ranged else cnt[1]
+            cnl = cnt[2]
+            cnh = cnt[3]
+            for i in range(n):
+                xr = xs[i]
+                er = exclude[i, p0:p0 + k] if use_exclude else zero
+                kr = key[i]
+                sr2 = s[i]
+                fr = fl[i]
+                a_i = ra[i]
+                b_i = rb[i]
+                rl_i = rl[i]
+                rh_i = rh[i]
+                cv = np.int32(0)
+                cl = np.int32(0)
+                ch = np.int32(0)
+                if not ranged:
+                    # no range or large-scale rejection: valid samples are the candidates
+                    for q in range(k):
+                        x = xr[q]
+                        valid = (x == x) & (x != 0)
+                        v = np.float32(a_i * x + b_i) if valid else np.float32(np.inf)
+                        kr[q] = v
+                        sr2[q] = v
+                        fr[q] = np.uint8(0) if valid else np.uint8(3)
+                        cm[q] += np.int32(valid)
+                        cv += np.int32(valid)
+                    fc[i, 0] += cv
+                    continue
                 for q in range(k):
                     x = xr[q]
-                    valid = (x == x) & (x != 0)
-                    v = np.float32(a_i * x + b_i) if valid else np.float32(np.inf)
+                    valid = not (x != x or x == 0)
+                    lowr = valid & (x <= rl_i)
+                    highr = valid & ~lowr & (x >= rh_i)
+                    f = (np.uint8(3) if not valid else np.uint8(1) if lowr
+                         else np.uint8(2) if highr else er[q])
+                    good = f == 0
+                    v = np.float32(a_i * x + b_i) if good else np.float32(np.inf)
                     kr[q] = v
                     sr2[q] = v
-                    fr[q] = np.uint8(0) if valid else np.uint8(3)
-                    cm[q] += np.int32(valid)
+                    fr[q] = f
+                    cm[q] += np.int32(good)
+                    cc[q] += np.int32(valid)
+                    cnl[q] += np.int32(f == 1)
+                    cnh[q] += np.int32(f == 2)
                     cv += np.int32(valid)
+                    cl += np.int32(f == 1)
+                    ch += np.int32(f == 2)
                 fc[i, 0] += cv
-                continue
-            for q in range(k):
-                x = xr[q]
-                valid = not (x != x or x == 0)
-                lowr = valid & (x <= rl_i)
-                highr = valid & ~lowr & (x >= rh_i)
-                f = (np.uint8(3) if not valid else np.uint8(1) if lowr
-                     else np.uint8(2) if highr else er[q])
-                good = f == 0
-                v = np.float32(a_i * x + b_i) if good else np.float32(np.inf)
-                kr[q] = v
-                sr2[q] = v
-                fr[q] = f
-                cm[q] += np.int32(good)
-                cc[q] += np.int32(valid)
-                cnl[q] += np.int32(f == 1)
-                cnh[q] += np.int32(f == 2)
-                cv += np.int32(valid)
-                cl += np.int32(f == 1)
-                ch += np.int32(f == 2)
-            fc[i, 0] += cv
-            fc[i, 1] += cl
-            fc[i, 2] += ch
-        m = cm.astype(np.int64)
-        # 2.-3. sort every pixel's candidates (they come first: the rest are +inf) and find the
-        #    kept run s[lo..hi] of each pixel
-        if method == NONE:
-            for q in range(k):
-                hi[q] = m[q] - 1
-        else:
-            _sort_values(s, net, k)
-            if method == SIGMA or method == WINSORIZED:
-                _sigma_block(s, m, k, method == WINSORIZED, low, high, lo, hi)
-            elif method == LINFIT:
-                _linfit_block(s, m, k, low, high, tables[1], lo, hi)
+                fc[i, 1] += cl
+                fc[i, 2] += ch
+            m = cm.astype(np.int64)
+            # 2.-3. sort every pixel's candidates (they come first: the rest are +inf) and find the
+            #    kept run s[lo..hi] of each pixel
+            if method == NONE:
+                for q in range(k):
+                    hi[q] = m[q] - 1
             else:
-                for q in range(k):
-                    mq = m[q]
-                    for j in range(mq):
-                        col[j] = s[j, q]
-                    lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count,
-                                           max_count, esd_frac, esd_relax, gain, tables[0],
-                                           tables[1])
-            # 4. flags of rank rejections and their per-frame counts
-            _rank_flags(key, s, fl, m, lo, hi, k, fc)
-        for q in range(k):
-            cov[p0 + q] = cc[q]
-            if m[q] == 0:
-                nlow[p0 + q] = cnl[q]
-                nhigh[p0 + q] = cnh[q]
-            else:
-                nlow[p0 + q] = cnl[q] + lo[q]
-                nhigh[p0 + q] = cnh[q] + (m[q] - 1 - hi[q])
-        if want_mask:
-            for i in range(n):
-                fr = fl[i]
-                mr = mask[i, p0:p0 + k]
-                for q in range(k):
-                    f = fr[q]
-                    mr[q] = f if f < 3 else 0
-        # 5. combination of the kept samples in output space
-        if combine == AVERAGE or combine == SUM:
-            sw = np.zeros(k, np.float64)
-            swo = np.zeros(k, np.float64)
-            for i in range(n):
-                oa_i = oa[i]
-                ob_i = ob[i]
-                w_i = w[i]
-                xr = xs[i]
-                fr = fl[i]
-                for q in range(k):
-                    keep = fr[q] == 0
-                    v = oa_i * xr[q] + ob_i
-                    sw[q] += w_i if keep else 0.0
-                    swo[q] += w_i * v if keep else 0.0
-            for q in range(k):
-                if m[q] == 0:
-                    image[p0 + q] = 0.0
-                    continue
-                if sw[q] > 0:
-                    mean = swo[q] / sw[q]
+                _sort_values(s, net, k)
+                if method == SIGMA or method == WINSORIZED:
+                    _sigma_block(s, m, k, method == WINSORIZED, low, high, lo, hi)
+                elif method == LINFIT:
+                    _linfit_block(s, m, k, low, high, tables[1], lo, hi)
                 else:
-                    # every kept sample has weight 0: their plain mean
-                    so = 0.0
-                    for i in range(n):
-                        if fl[i, q] == 0:
-                            so += oa[i] * xs[i, q] + ob[i]
-                    mean = so / (hi[q] - lo[q] + 1)
-                if combine == SUM:
-                    mean *= cc[q]
-                image[p0 + q] = mean
-        else:
+                    for q in range(k):
+                        mq = m[q]
+                        for j in range(mq):
+                            col[j] = s[j, q]
+                        lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count,
+                                               max_count, esd_frac, esd_relax, gain, tables[0],
+                                               tables[1])
+                # 4. flags of rank rejections and their per-frame counts
+                _rank_flags(key, s, fl, m, lo, hi, k, fc)
             for q in range(k):
+                cov[p0 + q] = cc[q]
                 if m[q] == 0:
-                    image[p0 + q] = 0.0
-                    continue
-                p = p0 + q
-                kk = 0
-                best = 0.0
+                    nlow[p0 + q] = cnl[q]
+                    nhigh[p0 + q] = cnh[q]
+                else:
+                    nlow[p0 + q] = cnl[q] + lo[q]
+                    nhigh[p0 + q] = cnh[q] + (m[q] - 1 - hi[q])
+            if want_mask:
                 for i in range(n):
-                    if fl[i, q] != 0:
+                    fr = fl[i]
+                    mr = mask[i, p0:p0 + k]
+                    for q in range(k):
+                        f = fr[q]
+                        mr[q] = f if f < 3 else 0
+            # 5. combination of the kept samples in output space
+            if combine == AVERAGE or combine == SUM:
+                sw = np.zeros(k, np.float64)
+                swo = np.zeros(k, np.float64)
+                for i in range(n):
+                    oa_i = oa[i]
+                    ob_i = ob[i]
+                    w_i = w[i]
+                    xr = xs[i]
+                    fr = fl[i]
+                    for q in range(k):
+                        keep = fr[q] == 0
+                        v = oa_i * xr[q] + ob_i
+                        sw[q] += w_i if keep else 0.0
+                        swo[q] += w_i * v if keep else 0.0
+                for q in range(k):
+                    if m[q] == 0:
+                        image[p0 + q] = 0.0
                         continue
-                    v = oa[i] * xs[i, q] + ob[i]
-                    if combine == MEDIAN:
-                        r = kk
-                        while r > 0 and o[r - 1] > v:
-                            o[r] = o[r - 1]
-                            r -= 1
-                        o[r] = v
-                    elif kk == 0 or (combine == MIN and v < best) or (combine == MAX and v > best):
-                        best = v
-                    kk += 1
-                image[p] = _median(o, 0, kk - 1) if combine == MEDIAN else best
+                    if sw[q] > 0:
+                        mean = swo[q] / sw[q]
+                    else:
+                        # every kept sample has weight 0: their plain mean
+                        so = 0.0
+                        for i in range(n):
+                            if fl[i, q] == 0:
+                                so += oa[i] * xs[i, q] + ob[i]
+                        mean = so / (hi[q] - lo[q] + 1)
+                    if combine == SUM:
+                        mean *= cc[q]
+                    image[p0 + q] = mean
+            else:
+                for q in range(k):
+                    if m[q] == 0:
+                        image[p0 + q] = 0.0
+                        continue
+                    p = p0 + q
+                    kk = 0
+                    best = 0.0
+                    for i in range(n):
+                        if fl[i, q] != 0:
+                            continue
+                        v = oa[i] * xs[i, q] + ob[i]
+                        if combine == MEDIAN:
+                            r = kk
+                            while r > 0 and o[r - 1] > v:
+                                o[r] = o[r - 1]
+                                r -= 1
+                            o[r] = v
+                        elif kk == 0 or (combine == MIN and v < best) or (combine == MAX and v > best):
+                            best = v
+                        kk += 1
+                    image[p] = _median(o, 0, kk - 1) if combine == MEDIAN else best
