@@ -802,22 +802,25 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                     o_ = b * CHUNK
                     for q in range(min(CHUNK, pb - pa - o_)):
                         xb[q] = sr[o_ + q]
+        # scratch of the task's blocks (a block uses its first k columns); float32 keys: twice
+        # the lanes per vector in the sort (statistics are float64 from them, as the reference)
+        key = np.empty((n, CHUNK), np.float32)
+        s = np.empty((n, CHUNK), np.float32)
+        fl = np.empty((n, CHUNK), np.uint8)
+        cnt = np.empty((4, CHUNK), np.int32)     # candidates, valid, range-low, range-high
+        lo = np.empty(CHUNK, np.int64)
+        hi = np.empty(CHUNK, np.int64)
+        zero = np.zeros(CHUNK, np.uint8)
+        col = np.empty(n, np.float64)
+        o = np.empty(n, np.float64)
+        sides = np.empty(n + 1, np.int64)
         for c in range(c0, c1):
             p0 = c * CHUNK
             k = min(npix, p0 + CHUNK) - p0
-            # float32 keys: sixteen lanes per vector in the sort (statistics are float64 from them,
-            # as in the reference)
             xs = xsw[c - c0]
-            key = np.empty((n, k), np.float32)
-            s = np.empty((n, k), np.float32)
-            fl = np.empty((n, k), np.uint8)
-            cnt = np.zeros((4, k), np.int32)     # candidates, valid, range-low, range-high
-            lo = np.zeros(k, np.int64)
-            hi = np.zeros(k, np.int64)
-            zero = np.zeros(k, np.uint8)
-            col = np.empty(n, np.float64)
-            o = np.empty(n, np.float64)
-            sides = np.empty(n + 1, np.int64)
+            cnt[:] = 0
+            lo[:] = 0
+            hi[:] = 0
             fc = frame_counts[c]
             # 1. the block's samples as float32 (decoded from raw FITS bytes when given), classified:
             #    0 candidate, 1/2 range- or large-scale-rejected, 3 no data; candidates' keys are the
