@@ -633,51 +633,24 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
     bands = plan.bands()
-    depth = min(len(bands), _prefetch_depth(plan, nr, budget))
-    buffers = [_band_buffers(plan, nr) for _ in range(depth)]
+    buffers = [_band_buffers(plan, nr) for _ in range(min(2, len(bands)))]
     results = []
     arrays = _output_arrays(plan)
-    # One reader thread gathers the next bands while the (GIL-free, parallel) kernel integrates
-    # this one: reading and decoding overlap the arithmetic instead of adding to it. It runs up
-    # to ``depth`` bands ahead, which also puts the wait for numba to load to use.
+    # One reader thread gathers the next band while the (GIL-free, parallel) kernel integrates
+    # this one: reading and decoding overlap the arithmetic instead of adding to it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skystack-read") as reader:
-        pending = {k: reader.submit(_gather_band, sources, plan, *bands[k], ln, buffers[k])
-                   for k in range(depth)}
+        pending = reader.submit(_gather_band, sources, plan, *bands[0], ln, buffers[0])
         if loader is not None:
-            loader.wait()               # while the first bands are read
+            loader.wait()               # while the first band is read
         for k, (r0, r1) in enumerate(bands):
-            buf = pending.pop(k).result()
+            buf = pending.result()
+            if k + 1 < len(bands):
+                pending = reader.submit(_gather_band, sources, plan, *bands[k + 1], ln,
+                                        buffers[(k + 1) % 2])
             view = BandResult(r0, r1, *(a[:, r0:r1] for a in arrays),
                               counts=np.zeros((plan.n, 3), np.int64))
             results.append(_compute_band(buf, plan, r0, r1, view))
-            if k + depth < len(bands):      # this band's buffer is free again
-                pending[k + depth] = reader.submit(_gather_band, sources, plan,
-                                                   *bands[k + depth], ln, buffers[k % depth])
     return _assemble(plan, results, arrays)
-
-
-#: Most gathered bands alive at once (one integrated, the others read ahead).
-MAX_PREFETCH = 8
-
-
-def _prefetch_depth(plan: IntegrationPlan, nr: int, budget: int) -> int:
-    """Gathered band buffers that fit the budget next to what :func:`_band_rows` counted (≥ 2)."""
-    c, h, w = plan.shape
-    counted = _band_rows_bytes(plan, nr)
-    one = c * plan.n * nr * w * (2 if plan.raw else 4)
-    spare = budget - counted
-    return int(np.clip(2 + spare // max(one, 1), 2, MAX_PREFETCH))
-
-
-def _band_rows_bytes(plan: IntegrationPlan, nr: int) -> int:
-    """The bytes :func:`_band_rows` budgets for bands of ``nr`` rows (outputs, two bands...)."""
-    c, h, w = plan.shape
-    n = plan.n
-    fixed = c * h * w * (4 + 2 + 2 + 2) + (256 << 20)
-    per_row = 2 * (n * c * w * 4 + c * w * 4) + w * 16
-    if plan.cfg.large_scale:
-        per_row += 2 * n * w + 4 * w * 8 + w * 10
-    return fixed + per_row * nr
 
 
 def prepare_integration(frames: Sequence[str | Path], *, config: IntegrationConfig | None = None,
