@@ -223,7 +223,7 @@ def _poisson_gain(sample: NDArray[np.float32], ra: NDArray[np.float64],
 
 #: Largest useful gathered band (bytes): the kernel walks a band in cache-sized blocks, so a
 #: larger one is no faster, only more memory to fault in and less overlap of reading and work.
-BAND_CAP = 64 << 20
+BAND_CAP = 32 << 20
 
 
 def _band_rows(budget: int, *, n: int, c: int, h: int, w: int, large_scale: bool,
