@@ -28,6 +28,10 @@ def test_codes_match() -> None:
                        .replace("LINEAR_FIT", "LINFIT").replace("WINSORIZED", "WINSORIZED")) == code
     for name, code in COMBINE_CODES.items():
         assert getattr(K, name.upper()) == code
+    from skystack.integrate import _reference as R
+
+    for const in ("WINSOR_CUT", "WINSOR_FACTOR", "WINSOR_TOL", "WINSOR_JUMPS", "MAX_ITER"):
+        assert getattr(K, const) == getattr(R, const), const
 
 
 def _coeffs(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,14 +1,26 @@
 """numba kernels of the stack engine (the hot loop). Keep this module stable: any edit here
-invalidates numba's on-disk cache of every function in the file (≈ 15 s to recompile).
+invalidates numba's on-disk cache of every function in the file (≈ 30 s to recompile).
 
 Semantics are defined by :mod:`skystack.integrate._reference`; ``tests/integrate`` compares the
-two. Design: parallel over blocks of CHUNK pixels, each gathered into (N, CHUNK) scratch so that
-classification, sorting and combination run vectorised across pixels — the per-pixel sort is a
-comparator network (Batcher's odd-even merge sort, branch-free min/max instead of the
-mispredicted branches of an insertion sort, ~5× faster here). Rejection then works per pixel on
-the sorted run, clipping from its ends; sigma and winsorized sigma keep the run's sums and
-adjust them by the few samples clipped or clamped at its ends, so an iteration does not cost a
-pass; the winsorized σ is solved exactly. Keys are float32, statistics float64. ``fastmath`` excludes ``nnan`` because the no-data test relies on ``x != x``.
+two. Design: each parallel task takes SUPER blocks of CHUNK pixels, decoded together (long
+sequential reads per frame); a block is laid out (N, CHUNK) so that every step runs vectorised
+across its pixels:
+
+- classify: float32 keys (the rejection-normalized values; +inf for no data and range-rejected);
+- sort the keys of every pixel with a comparator network (Batcher's odd-even merge sort; values
+  only, branch-free min/max);
+- reject: sigma, winsorized sigma and linear fit run their per-pixel iterations in lockstep over
+  the block — run sums from prefix sums of the sorted columns, clamped/clipped counts from
+  branch-free counting passes, per-pixel arithmetic in select form — and the last few pixels
+  still iterating finish one by one with the scalar version of the same iteration; the other
+  methods run per pixel on the sorted column;
+- flag: which frame a rejected rank came from is recovered from the two thresholds (ties at a
+  threshold by frame order, as a stable sort would order them);
+- combine: weighted average (or median/min/max) of the kept samples in output space.
+
+Keys are float32, statistics float64. ``fastmath`` excludes ``nnan`` because the no-data test
+relies on ``x != x``; ``error_model="numpy"`` (no zero-division checks: every division that
+matters is guarded, lanes that are not iterating compute values nobody reads).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ AVERAGE, MEDIAN, MIN, MAX, SUM = 0, 1, 2, 3, 4
 WINSOR_CUT = 1.5
 WINSOR_FACTOR = 1.134
 WINSOR_TOL = 0.0005
+WINSOR_JUMPS = 2        # winsorized σ steps that may jump to their clamping's root
 MAX_ITER = 50
 
 
@@ -330,10 +343,6 @@ def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyp
         if final:
             break
     return sigma
-
-
-#: Steps of the winsorized σ that may jump to the root of their clamping (see _winsor_step).
-WINSOR_JUMPS = 2
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
