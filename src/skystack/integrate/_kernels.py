@@ -71,6 +71,25 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
     return nlo, nhi
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
+def _still_active(act, lo, hi, k, min_run):  # type: ignore[no-untyped-def]
+    """Drop the pixels whose kept run is shorter than ``min_run``; return how many are left."""
+    na = 0
+    for q in range(k):
+        a_ = act[q] & (hi[q] - lo[q] + 1 >= min_run)
+        act[q] = a_
+        na += a_
+    return na
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
+def _column(s, q, mq, col):  # type: ignore[no-untyped-def]
+    """Copy the first ``mq`` sorted samples of pixel ``q`` into ``col`` (for the scalar code)."""
+    for j in range(mq):
+        col[j] = s[j, q]
+    return col
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _linfit_clip(s, lo, hi, low, high, spread):  # type: ignore[no-untyped-def]
     """Linear fit clipping of the sorted run s[lo..hi] (scalar; see ``_reference``)."""
@@ -125,19 +144,14 @@ def _linfit_block(s, m, k, low, high, spread, lo, hi):  # type: ignore[no-untype
         hi[q] = m[q] - 1
         act[q] = m[q] >= 5
     for _ in range(MAX_ITER):
-        na = 0
-        for q in range(k):
-            a_ = act[q] & (hi[q] - lo[q] >= 4)
-            act[q] = a_
-            na += a_
+        na = _still_active(act, lo, hi, k, 5)
         if na == 0:
             break
         if na <= SCALAR_TAIL:
             for q in range(k):
                 if act[q]:
-                    for j in range(m[q]):
-                        col[j] = s[j, q]
-                    lo[q], hi[q] = _linfit_clip(col, lo[q], hi[q], low, high, spread)
+                    lo[q], hi[q] = _linfit_clip(_column(s, q, m[q], col), lo[q], hi[q], low, high,
+                                                spread)
             break
         for q in range(k):
             # gathers (scalar loads) into lane arrays; the arithmetic below vectorises
@@ -524,18 +538,13 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
     wi = np.empty((4, k), np.int32)
     g = np.empty((4, k), np.float64)
     for _ in range(MAX_ITER):
-        na = 0
-        for q in range(k):
-            a_ = act[q] & (hi[q] - lo[q] >= 2)
-            act[q] = a_
-            na += a_
+        na = _still_active(act, lo, hi, k, 3)
         if na == 0:
             break
         if na <= SCALAR_TAIL:
             for q in range(k):
                 if act[q]:
-                    for j in range(m[q]):
-                        col[j] = s[j, q]
+                    _column(s, q, m[q], col)
                     l0 = lo[q]
                     h0 = hi[q]
                     lo[q], hi[q] = _sigma_clip(col, l0, h0, c[q], p1[h0 + 1, q] - p1[l0, q],
@@ -598,8 +607,7 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
         if na <= SCALAR_TAIL:
             for q in range(k):
                 if wact[q]:
-                    for j in range(m[q]):
-                        col[j] = s[j, q]
+                    _column(s, q, m[q], col)
                     l0 = lo[q]
                     h0 = hi[q]
                     sig[q] = _winsor_sigma(col, c[q], p1[h0 + 1, q] - p1[l0, q],
@@ -901,12 +909,9 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
                     _linfit_block(s, m, k, low, high, tables[1], lo, hi)
                 else:
                     for q in range(k):
-                        mq = m[q]
-                        for j in range(mq):
-                            col[j] = s[j, q]
-                        lo[q], hi[q] = _reject(col, mq, sides, method, low, high, min_count,
-                                               max_count, esd_frac, esd_relax, gain, tables[0],
-                                               tables[1])
+                        lo[q], hi[q] = _reject(_column(s, q, m[q], col), m[q], sides, method, low,
+                                               high, min_count, max_count, esd_frac, esd_relax,
+                                               gain, tables[0], tables[1])
                 # 4. flags of rank rejections and their per-frame counts
                 _rank_flags(key, s, fl, m, lo, hi, k, fc)
             for q in range(k):
