@@ -13,11 +13,11 @@ import os
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")     # per-sample CPU: one thread, before numba
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import sys
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROWS, COLS = 384, 4096
 
