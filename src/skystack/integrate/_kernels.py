@@ -574,11 +574,27 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
             wact[q] = winsorized & a_ & (sg > 0)
         if winsorized:
             _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi)
+        # the clip: most pixels clip nothing, so walking in from the run's ends (one predictable
+        # test each) is cheaper than a counting pass over the block
         for q in range(k):
-            act[q] = act[q] & (sig[q] > 0)
-            ta[q] = med[q] - low * sig[q]
-            tb[q] = med[q] + high * sig[q]
-        _count_outside(s, lo, hi, act, ta, tb, k, cl, ch, wf, wi)
+            a_ = act[q] & (sig[q] > 0)
+            act[q] = a_
+            cl[q] = 0
+            ch[q] = 0
+            if not a_:
+                continue
+            ta_ = med[q] - low * sig[q]
+            tb_ = med[q] + high * sig[q]
+            l0 = lo[q]
+            h0 = hi[q]
+            j = l0
+            while j <= h0 and s[j, q] < ta_:
+                j += 1
+            jb = h0
+            while jb >= j and s[jb, q] > tb_:
+                jb -= 1
+            cl[q] = j - l0
+            ch[q] = h0 - jb
         for q in range(k):
             a_ = act[q]
             l0 = lo[q]
