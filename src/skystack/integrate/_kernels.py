@@ -496,8 +496,10 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
     """Sigma / winsorized sigma clipping of every column of the sorted block ``s`` (N, CHUNK).
 
     The same iteration as :func:`_sigma_clip`, run in lockstep over the block's pixels: run sums
-    come from prefix sums of the sorted columns and the clamped/clipped counts from branch-free
-    counting passes, so nothing is walked or mispredicted per pixel. Fills ``lo``/``hi``.
+    come from prefix sums of the sorted columns, the winsorized clamp counts from branch-free
+    counting passes (every pixel clamps a few samples: walking them mispredicts), the clip counts
+    from short walks in from the run's ends (most pixels clip nothing). Pixels still iterating
+    when few are left finish with :func:`_sigma_clip`. Fills ``lo``/``hi``.
     """
     n = s.shape[0]
     c = np.zeros(k, np.float64)
