@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 
 from skystack.integrate import IntegrationConfig, integrate, parse_memory
+from skystack.errors import ImageReadError
 from skystack.io import read_image
 
 
@@ -187,3 +188,47 @@ def test_primary_header_matches_astropy(tmp_path: Path) -> None:
     packed.write_bytes(ext.read_bytes())
     with pytest.raises(NotPlainFits):
         read_primary_header(packed)
+
+
+@pytest.mark.parametrize("shape", [(64, 72), (3, 40, 56)])
+def test_mapped_bands_equal_gathered_bands(tmp_path: Path, shape: tuple[int, ...],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel reading memory-mapped files gives exactly what it gives on copied bands."""
+    from skystack.integrate import io as integrate_io
+
+    rng = np.random.default_rng(12)
+    paths = []
+    for i in range(9):
+        f = np.clip(0.2 + 0.02 * rng.standard_normal(shape), 0, 1)
+        f.reshape(-1)[rng.integers(0, f.size, 30)] = 0.9              # cosmics
+        p = tmp_path / f"m{i}.fits"
+        fits.PrimaryHDU(np.rint(f * 65535).astype(np.uint16)).writeto(p)
+        paths.append(p)
+    for method in ("winsorized", "linear-fit"):
+        cfg = IntegrationConfig(rejection=method)
+        mapped = integrate(paths, config=cfg, memory=60_000)
+        with monkeypatch.context() as m:
+            m.delattr(integrate_io.FitsBandSource, "raw_rows_address")
+            gathered = integrate(paths, config=cfg, memory=60_000)
+        assert mapped.bands > 2
+        np.testing.assert_array_equal(mapped.image, gathered.image)
+        np.testing.assert_array_equal(mapped.low_rejected, gathered.low_rejected)
+        np.testing.assert_array_equal(mapped.high_rejected, gathered.high_rejected)
+        np.testing.assert_array_equal(mapped.coverage, gathered.coverage)
+        assert [s.rejected_low for s in mapped.stats] == [s.rejected_low for s in gathered.stats]
+
+
+def test_truncated_16bit_file_is_refused_before_mapping(tmp_path: Path) -> None:
+    """A file shorter than its header says is an error naming it, never a crash in the kernel."""
+    from skystack.integrate.io import open_sources
+
+    p = tmp_path / "short.fits"
+    fits.PrimaryHDU(np.full((64, 64), 1000, np.uint16)).writeto(p)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 2880])              # the last data block is gone
+    (src,) = open_sources([p], cache_dir=None, subtract_pedestal=False)
+    try:
+        with pytest.raises(ImageReadError, match="short.fits"):
+            src.raw_rows_address(0, 0)
+    finally:
+        src.close()

@@ -29,7 +29,8 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic
 
 __all__ = ["integrate_kernel", "sorting_network", "CHUNK"]
 
@@ -787,14 +788,30 @@ def _decode_u16(u):  # type: ignore[no-untyped-def]
     return np.float32(np.float64(v) * _INV_U16)
 
 
+@intrinsic
+def _u16_pointer(typingctx, address):  # type: ignore[no-untyped-def]
+    """The integer ``address`` as a uint16 pointer (samples of a memory-mapped FITS file)."""
+    if not isinstance(address, types.Integer):
+        return None
+    sig = types.CPointer(types.uint16)(address)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM, nogil=True)
-def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, use_exclude,  # type: ignore[no-untyped-def]
-                     method, combine, low, high, min_count, max_count, esd_frac, esd_relax,
-                     gain, tables, net, image, nlow, nhigh, cov, mask, want_mask, frame_counts):
+def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, ob, w, rl, rh,  # type: ignore[no-untyped-def]
+                     exclude, use_exclude, method, combine, low, high, min_count, max_count,
+                     esd_frac, esd_relax, gain, tables, net, image, nlow, nhigh, cov, mask,
+                     want_mask, frame_counts):
     """Integrate ``stack`` (N, P) float32 into ``image`` (P,) and the count maps (P,) uint16.
 
     With ``use_raw`` the samples come from ``raw`` (N, P) instead: the undecoded uint16 of FITS
-    files (see :func:`_decode_u16`), so the band is read without a decoding pass.
+    files (see :func:`_decode_u16`), so the band is read without a decoding pass. With
+    ``use_ptr`` too, frame i's ``npix_ptr`` raw samples are read where ``addrs[i]`` points (a
+    memory-mapped file): no copy into a band at all.
 
     Works on blocks of CHUNK pixels laid out (N, CHUNK) so that every step but the per-pixel
     rejection of the rarer methods runs vectorised across pixels: decode and classify, sort with
@@ -806,8 +823,8 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
     receives 0 kept-or-no-data / 1 low / 2 high when ``want_mask``; ``frame_counts``
     (n_chunks, N, 3) int64 receives per-frame counts of valid, low- and high-rejected samples.
     """
-    n = raw.shape[0] if use_raw else stack.shape[0]
-    npix = raw.shape[1] if use_raw else stack.shape[1]
+    n = addrs.shape[0] if use_ptr else (raw.shape[0] if use_raw else stack.shape[0])
+    npix = npix_ptr if use_ptr else (raw.shape[1] if use_raw else stack.shape[1])
     nchunks = (npix + CHUNK - 1) // CHUNK
     ranged = use_exclude
     for i in range(n):
@@ -824,7 +841,7 @@ def integrate_kernel(stack, raw, use_raw, ra, rb, oa, ob, w, rl, rh, exclude, us
         xsw = np.empty((c1 - c0, n, CHUNK), np.float32)
         for i in range(n):
             if use_raw:
-                rr = raw[i, pa:pb]
+                rr = carray(_u16_pointer(addrs[i] + 2 * pa), pb - pa) if use_ptr else raw[i, pa:pb]
                 for b in range(c1 - c0):
                     xb = xsw[b, i]
                     o_ = b * CHUNK

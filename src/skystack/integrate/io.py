@@ -9,6 +9,7 @@ format is decoded once with ``read_image`` into a float32 ``.npy`` cache opened 
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,6 +114,8 @@ class FitsBandSource:
                        "f64": np.dtype(">f8")}[self._kind]
         self._offset = data_offset
         self._fd = os.open(path, os.O_RDONLY)
+        self._map: mmap.mmap | None = None
+        self._map_view: NDArray[np.uint8] | None = None
 
     #: One read buffer shared by every source: bands are gathered one frame at a time, and a
     #: buffer per frame would cost N × band bytes on top of the budget.
@@ -177,6 +180,38 @@ class FitsBandSource:
         if got != nbytes:
             raise ImageReadError(self.name, f"file is truncated (rows {r0}-{r1} missing)")
 
+    def raw_rows_address(self, r0: int, ch: int) -> int:
+        """Address of row ``r0`` of channel ``ch``, as stored, in a read-only map of the file.
+
+        The stack kernel reads the samples there directly (no copy into a band buffer). The map
+        is made on first use and lives until :meth:`close`; a file shorter than its header says
+        is refused here, because reading past the end of a map is a crash, not an error.
+        """
+        c, h, w = self.shape
+        if self._map is None:
+            need = self._offset + c * h * w * 2
+            if os.fstat(self._fd).st_size < need:
+                raise ImageReadError(self.name, "file is truncated (data shorter than NAXIS says)")
+            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            self._map_view = np.frombuffer(self._map, np.uint8)
+        assert self._map_view is not None
+        return int(self._map_view.ctypes.data) + self._offset + ((ch * h + r0) * w) * 2
+
+    def release_rows(self, r0: int, r1: int, ch: int) -> None:
+        """Drop rows [r0, r1) of channel ``ch`` from this process's resident memory.
+
+        They stay in the page cache; without this, every mapped page the kernel touched would
+        count towards the process's memory until the integration ends.
+        """
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        _, h, w = self.shape
+        page = mmap.PAGESIZE
+        start = self._offset + ((ch * h + r0) * w) * 2
+        end = self._offset + ((ch * h + r1) * w) * 2
+        start = (start // page) * page
+        self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     def sample_rows(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
         c, h, w = self.shape
         size = self._dtype.itemsize
@@ -201,6 +236,10 @@ class FitsBandSource:
         return out
 
     def close(self) -> None:
+        if self._map is not None:
+            self._map_view = None           # the array holds a buffer export of the map
+            self._map.close()
+            self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
