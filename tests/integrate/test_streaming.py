@@ -194,8 +194,14 @@ def test_primary_header_matches_astropy(tmp_path: Path) -> None:
 def test_mapped_bands_equal_gathered_bands(tmp_path: Path, shape: tuple[int, ...],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel reading memory-mapped files gives exactly what it gives on copied bands."""
+    from skystack.integrate import engine
     from skystack.integrate import io as integrate_io
 
+    monkeypatch.setattr(engine, "BAND_CAP", 20_000)          # several bands of a few rows
+    mapped_calls = []
+    real = engine._integrate_mapped
+    monkeypatch.setattr(engine, "_integrate_mapped",
+                        lambda *a, **k: mapped_calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(12)
     paths = []
     for i in range(9):
@@ -206,16 +212,40 @@ def test_mapped_bands_equal_gathered_bands(tmp_path: Path, shape: tuple[int, ...
         paths.append(p)
     for method in ("winsorized", "linear-fit"):
         cfg = IntegrationConfig(rejection=method)
-        mapped = integrate(paths, config=cfg, memory=60_000)
+        mapped = integrate(paths, config=cfg, memory="1G")
         with monkeypatch.context() as m:
             m.delattr(integrate_io.FitsBandSource, "raw_rows_address")
-            gathered = integrate(paths, config=cfg, memory=60_000)
-        assert mapped.bands > 2
+            gathered = integrate(paths, config=cfg, memory="1G")
+        assert mapped.bands > 2 and len(mapped_calls) == 1
+        mapped_calls.clear()
         np.testing.assert_array_equal(mapped.image, gathered.image)
         np.testing.assert_array_equal(mapped.low_rejected, gathered.low_rejected)
         np.testing.assert_array_equal(mapped.high_rejected, gathered.high_rejected)
         np.testing.assert_array_equal(mapped.coverage, gathered.coverage)
         assert [s.rejected_low for s in mapped.stats] == [s.rejected_low for s in gathered.stats]
+
+
+def test_small_budgets_read_16bit_bands_into_buffers(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are read in place only when the budget would hold all of them (see _can_map)."""
+    from skystack.integrate import engine
+
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"b{i}.fits"
+        fits.PrimaryHDU(np.full((32, 40), 1000 + i, np.uint16)).writeto(p)
+        paths.append(p)
+    taken = []
+    real = engine._integrate_mapped
+    monkeypatch.setattr(engine, "_integrate_mapped",
+                        lambda *a, **k: taken.append(1) or real(*a, **k))
+    small = integrate(paths, config=IntegrationConfig(rejection="none"), memory=200_000)
+    assert taken == []
+    big = integrate(paths, config=IntegrationConfig(rejection="none"), memory="1G")
+    assert taken == [1]
+    np.testing.assert_array_equal(small.image, big.image)
+    # normalized to the first frame, whose level is 1000 ADU
+    np.testing.assert_allclose(small.image, np.float32(1000 / 65535), rtol=1e-6)
 
 
 def test_truncated_16bit_file_is_refused_before_mapping(tmp_path: Path) -> None:

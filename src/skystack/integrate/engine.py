@@ -650,7 +650,7 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
     bands = plan.bands()
-    if plan.raw and all(hasattr(s, "raw_rows_address") for s in sources):
+    if _can_map(sources, plan, budget):
         return _integrate_mapped(sources, plan, bands, loader)
     buffers = [_band_buffers(plan, nr) for _ in range(min(2, len(bands)))]
     results = []
@@ -670,6 +670,21 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
                               counts=np.zeros((plan.n, 3), np.int64))
             results.append(_compute_band(buf, plan, r0, r1, view))
     return _assemble(plan, results, arrays)
+
+
+def _can_map(sources: list[FrameSource], plan: IntegrationPlan, budget: int) -> bool:
+    """Whether pass 2 may read the 16-bit files in place (see :func:`_integrate_mapped`).
+
+    Only when the budget would hold every frame's samples on top of the outputs: mapped pages
+    are dropped from the resident set after each band, but pages of files written moments ago
+    (still dirty in the page cache) were measured to linger, up to ~20 % of the stack, so the
+    budget is kept by construction rather than by the kernel's good behaviour.
+    """
+    if not plan.raw or not all(hasattr(s, "raw_rows_address") for s in sources):
+        return False
+    c, h, w = plan.shape
+    fixed = c * h * w * (4 + 2 + 2 + 2) + (256 << 20)     # outputs; interpreter, numba, astropy
+    return budget >= fixed + plan.n * c * h * w * 2
 
 
 def _integrate_mapped(sources: list[FrameSource], plan: IntegrationPlan,
