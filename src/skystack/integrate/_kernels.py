@@ -332,9 +332,7 @@ def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyp
     ``s1``/``s2`` are the run's sums of (s − c) and (s − c)²: the clamped samples sit at the ends
     of the sorted run, so a step walks only those few and takes the middle's sums by difference.
     """
-    k = hi - lo + 1
     u = m - c
-    lim = (k - 1) / (WINSOR_FACTOR * WINSOR_FACTOR)
     for it in range(it0, MAX_ITER):
         a = m - WINSOR_CUT * sigma
         b = m + WINSOR_CUT * sigma
@@ -353,52 +351,50 @@ def _winsor_sigma(s, c, s1, s2, lo, hi, m, sigma, it0):  # type: ignore[no-untyp
             e2 += d * d
             jb -= 1
         sigma, final = _winsor_step(s[max(ja - 1, 0)], s[min(ja, hi)], s[max(jb, 0)],
-                                    s[min(jb + 1, hi)], ja, jb, lo, hi, k, u, lim, m, sigma,
-                                    s1 - e1, s2 - e2, it)
+                                    s[min(jb + 1, hi)], ja, jb, lo, hi, u, m, sigma, s1 - e1,
+                                    s2 - e2, it)
         if final:
             break
     return sigma
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
-def _winsor_step(below, first, last, above, ja, jb, lo, hi, k, u, lim, m, sigma, mid1, mid2,
-                 it):  # type: ignore[no-untyped-def]
+def _winsor_step(below, first, last, above, ja, jb, lo, hi, u, m, sigma, mid1, mid2, it):  # type: ignore[no-untyped-def]
     """One step of the winsorized σ for the clamping s[lo..ja-1] low, s[jb+1..hi] high.
 
-    ``below``, ``first``, ``last``, ``above``: s[ja − 1], s[ja], s[jb], s[jb + 1] (where they exist);
-    ``mid1``/``mid2``: sums of (s − c), (s − c)² over the unclamped middle s[ja..jb]; ``u`` = m − c.
-    Returns (σ, final): the root of this clamping when the same samples are clamped there (the
-    exact answer), else the next σ — that root for the first WINSOR_JUMPS steps (it lands next to
-    the answer), then the plain iteration's step, final once that moves by < WINSOR_TOL.
+    ``below``, ``first``, ``last``, ``above``: s[ja − 1], s[ja], s[jb], s[jb + 1] (read only where
+    they exist); ``mid1``/``mid2``: sums of (s − c), (s − c)² over the unclamped middle s[ja..jb];
+    ``u`` = m − c. Returns (σ, final): the root of this clamping when the same samples are clamped
+    there (the exact answer), else the next σ — that root for the first WINSOR_JUMPS steps (it
+    lands next to the answer), then the plain iteration's step, final once that moves by
+    < WINSOR_TOL. Written with selects, not branches, so that a loop over pixels vectorises.
     """
-    nc = (ja - lo) + (hi - jb)
-    nd = (hi - jb) - (ja - lo)
+    fk = np.float64(hi - lo + 1)
+    lim = (fk - 1.0) / (WINSOR_FACTOR * WINSOR_FACTOR)
+    nc = np.float64((ja - lo) + (hi - jb))
+    nd = np.float64((hi - jb) - (ja - lo))
     # clamped sums as polynomials in σ: S1 = α + βσ, S2 = γ + δσ + εσ²
     alpha = nc * u + mid1
     beta = WINSOR_CUT * nd
     gamma = nc * u * u + mid2
     delta = 2.0 * u * WINSOR_CUT * nd
     eps = WINSOR_CUT * WINSOR_CUT * nc
-    qa = eps - beta * beta / k - lim
-    qb = delta - 2.0 * alpha * beta / k
-    qc = gamma - alpha * alpha / k
-    root = 0.0
-    if qa < 0:
-        disc = qb * qb - 4.0 * qa * qc
-        if disc >= 0:
-            root = (-qb - math.sqrt(disc)) / (2.0 * qa)
-            ra = m - WINSOR_CUT * root
-            rb = m + WINSOR_CUT * root
-            if (root > 0 and (ja == lo or below < ra) and (ja > hi or first >= ra)
-                    and (jb == hi or above > rb) and (jb < lo or last <= rb)):
-                return root, True
-    var = (gamma + (delta + eps * sigma) * sigma - (alpha + beta * sigma) ** 2 / k) / (k - 1)
-    new = WINSOR_FACTOR * math.sqrt(var) if var > 0 else 0.0
-    if abs(new - sigma) <= WINSOR_TOL * sigma:
-        return new, True
-    if root > 0 and it < WINSOR_JUMPS:
-        return root, False
-    return new, False
+    qa = eps - beta * beta / fk - lim
+    qb = delta - 2.0 * alpha * beta / fk
+    qc = gamma - alpha * alpha / fk
+    disc = qb * qb - 4.0 * qa * qc
+    has = (qa < 0) & (disc >= 0)
+    root = (-qb - math.sqrt(max(disc, 0.0))) / (2.0 * min(qa, -1e-300))
+    root = root if has else 0.0
+    ra = m - WINSOR_CUT * root
+    rb = m + WINSOR_CUT * root
+    ok = (has & (root > 0) & ((ja == lo) | (below < ra)) & ((ja > hi) | (first >= ra))
+          & ((jb == hi) | (above > rb)) & ((jb < lo) | (last <= rb)))
+    var = (gamma + (delta + eps * sigma) * sigma - (alpha + beta * sigma) ** 2 / fk) / (fk - 1.0)
+    new = WINSOR_FACTOR * math.sqrt(max(var, 0.0))
+    done = abs(new - sigma) <= WINSOR_TOL * sigma
+    nxt = root if (root > 0) & (it < WINSOR_JUMPS) else new
+    return (root if ok else (new if done else nxt)), ok | done
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -577,40 +573,18 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
             wact[q] = winsorized & a_ & (sg > 0)
         if winsorized:
             _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, ch, wf, wi)
-        # the clip: most pixels clip nothing, so walking in from the run's ends (one predictable
-        # test each) is cheaper than a counting pass over the block
+        # the clip (_clip_ends): most pixels clip nothing, so walking in from the run's ends (one
+        # predictable test each) is cheaper than a counting pass over the block
         for q in range(k):
-            a_ = act[q] & (sig[q] > 0)
-            act[q] = a_
-            cl[q] = 0
-            ch[q] = 0
-            if not a_:
+            if not (act[q] and sig[q] > 0):
+                act[q] = False
                 continue
-            ta_ = med[q] - low * sig[q]
-            tb_ = med[q] + high * sig[q]
             l0 = lo[q]
             h0 = hi[q]
-            j = l0
-            while j <= h0 and s[j, q] < ta_:
-                j += 1
-            jb = h0
-            while jb >= j and s[jb, q] > tb_:
-                jb -= 1
-            cl[q] = j - l0
-            ch[q] = h0 - jb
-        for q in range(k):
-            a_ = act[q]
-            l0 = lo[q]
-            h0 = hi[q]
-            nlo = l0 + cl[q]
-            nhi = h0 - ch[q]
-            coll = nlo > nhi
-            mid = l0 + (h0 - l0) // 2
-            nlo = mid if coll else nlo
-            nhi = mid if coll else nhi
-            act[q] = a_ & ~((nlo == l0) & (nhi == h0))
-            lo[q] = nlo if a_ else l0
-            hi[q] = nhi if a_ else h0
+            nlo, nhi = _clip_ends(s[:, q], l0, h0, med[q] - low * sig[q], med[q] + high * sig[q])
+            act[q] = not (nlo == l0 and nhi == h0)
+            lo[q] = nlo
+            hi[q] = nhi
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -649,49 +623,14 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
             g[3, q] = s[min(jb + 1, h0), q]
             g[4, q] = p1[jb + 1, q] - p1[ja, q]
             g[5, q] = p2[jb + 1, q] - p2[ja, q]
-        gb = g[0]
-        gf = g[1]
-        gl = g[2]
-        ga = g[3]
-        g1 = g[4]
-        g2 = g[5]
         for q in range(k):
             l0 = lo[q]
             h0 = hi[q]
-            ja = l0 + cl[q]
-            jb = h0 - ch[q]
-            kk = h0 - l0 + 1
-            m_ = med[q]
-            sg = sig[q]
-            u = m_ - c[q]
-            fk = np.float64(kk)
-            lim = (fk - 1.0) / (WINSOR_FACTOR * WINSOR_FACTOR)
-            nc = np.float64((ja - l0) + (h0 - jb))
-            nd = np.float64((h0 - jb) - (ja - l0))
-            alpha = nc * u + g1[q]
-            beta = WINSOR_CUT * nd
-            gamma = nc * u * u + g2[q]
-            delta = 2.0 * u * WINSOR_CUT * nd
-            eps = WINSOR_CUT * WINSOR_CUT * nc
-            qa = eps - beta * beta / fk - lim
-            qb = delta - 2.0 * alpha * beta / fk
-            qc = gamma - alpha * alpha / fk
-            disc = qb * qb - 4.0 * qa * qc
-            has = (qa < 0) & (disc >= 0)
-            root = (-qb - math.sqrt(max(disc, 0.0))) / (2.0 * min(qa, -1e-300))
-            root = root if has else 0.0
-            ra = m_ - WINSOR_CUT * root
-            rb = m_ + WINSOR_CUT * root
-            ok = (has & (root > 0) & ((ja == l0) | (gb[q] < ra)) & ((ja > h0) | (gf[q] >= ra))
-                  & ((jb == h0) | (ga[q] > rb)) & ((jb < l0) | (gl[q] <= rb)))
-            var = (gamma + (delta + eps * sg) * sg - (alpha + beta * sg) ** 2 / fk) / (fk - 1.0)
-            new = WINSOR_FACTOR * math.sqrt(max(var, 0.0))
-            done = abs(new - sg) <= WINSOR_TOL * sg
-            nxt = root if (root > 0) & (it < WINSOR_JUMPS) else new
-            res = root if ok else (new if done else nxt)
+            res, final = _winsor_step(g[0, q], g[1, q], g[2, q], g[3, q], l0 + cl[q], h0 - ch[q],
+                                      l0, h0, med[q] - c[q], med[q], sig[q], g[4, q], g[5, q], it)
             w_ = wact[q]
-            sig[q] = res if w_ else sg
-            wact[q] = w_ & ~(ok | done)
+            sig[q] = res if w_ else sig[q]
+            wact[q] = w_ & ~final
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
