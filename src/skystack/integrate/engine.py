@@ -226,15 +226,24 @@ def _poisson_gain(sample: NDArray[np.float32], ra: NDArray[np.float64],
 BAND_CAP = 32 << 20
 
 
+#: Memory of the interpreter, numba and astropy, counted against budgets of more than 1 GiB.
+RUNTIME_BYTES = 256 << 20
+
+
+def _output_bytes(c: int, h: int, w: int) -> int:
+    """The integrated image (float32) and its three uint16 maps."""
+    return c * h * w * (4 + 2 + 2 + 2)
+
+
 def _band_rows(budget: int, *, n: int, c: int, h: int, w: int, large_scale: bool,
                halo: int) -> int:
     """Rows per band so that buffers + outputs fit ``budget`` bytes (at least one row).
 
     Two gathered bands are alive at once: one being integrated while the next is read.
     """
-    fixed = c * h * w * (4 + 2 + 2 + 2)           # image + three uint16 maps
+    fixed = _output_bytes(c, h, w)
     if budget > 1 << 30:
-        fixed += 256 << 20                          # interpreter, numba, astropy
+        fixed += RUNTIME_BYTES
     per_row = 2 * (n * c * w * 4 + c * w * 4) + w * 16   # gathered bands, one frame's rows, temps
     if large_scale:
         per_row += 2 * n * w + 4 * w * 8 + w * 10   # mask + exclude + filter temps + band outputs
@@ -569,23 +578,24 @@ def _gather_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int, r1:
     return buf
 
 
-def _compute_band(buf: NDArray[np.float32], plan: IntegrationPlan, r0: int, r1: int,
+def _compute_band(buf: NDArray[Any] | list[MappedRows], plan: IntegrationPlan, r0: int, r1: int,
                   out: BandResult | None = None) -> BandResult:
-    """Integrate a gathered band (from :func:`_gather_band`) into rows [r0, r1) of the output.
+    """Integrate a band into rows [r0, r1) of the output: gathered (from :func:`_gather_band`)
+    or left in the mapped files (from :func:`_map_band`, one :class:`MappedRows` per channel).
 
     ``out`` may hold views of the final arrays (rows r0..r1 of each), written in place.
     """
     c, h, w = plan.shape
     n, halo, cfg = plan.n, plan.halo, plan.cfg
     a0 = max(0, r0 - halo)
-    nr = buf.shape[2]
+    nr = r1 - r0 if isinstance(buf, list) else buf.shape[2]
     if out is None:
         out = BandResult(r0, r1, np.zeros((c, r1 - r0, w), np.float32),
                          np.zeros((c, r1 - r0, w), np.uint16),
                          np.zeros((c, r1 - r0, w), np.uint16),
                          np.zeros((c, r1 - r0, w), np.uint16), np.zeros((n, 3), np.int64))
     for ch in range(c):
-        stack = buf[ch].reshape(n, nr * w)
+        stack = buf[ch] if isinstance(buf, list) else buf[ch].reshape(n, nr * w)
         if not cfg.large_scale:
             out.counts += _run_kernel(stack, plan.coeffs[ch], plan.params[ch], plan.lam,
                                       out.image[ch].reshape(-1), out.nlow[ch].reshape(-1),
@@ -650,30 +660,41 @@ def _integrate(sources: list[FrameSource], cfg: IntegrationConfig, weights: Any,
     c, h, w = plan.shape
     nr = min(h, plan.rows + 2 * plan.halo)
     bands = plan.bands()
-    if _can_map(sources, plan, budget):
-        return _integrate_mapped(sources, plan, bands, loader)
-    buffers = [_band_buffers(plan, nr) for _ in range(min(2, len(bands)))]
+    mapped = _can_map(sources, plan, budget)
+    buffers = [] if mapped else [_band_buffers(plan, nr) for _ in range(min(2, len(bands)))]
     results = []
     arrays = _output_arrays(plan)
     # One reader thread gathers the next band while the (GIL-free, parallel) kernel integrates
-    # this one: reading and decoding overlap the arithmetic instead of adding to it.
+    # this one: reading and decoding overlap the arithmetic instead of adding to it. Mapped
+    # 16-bit files need no reading at all: the kernel takes the samples where they are.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skystack-read") as reader:
-        pending = reader.submit(_gather_band, sources, plan, *bands[0], ln, buffers[0])
+        if mapped:
+            for src in sources:                 # map every file while numba may be loading
+                src.raw_rows_address(0, 0)      # type: ignore[attr-defined]
+        else:
+            pending = reader.submit(_gather_band, sources, plan, *bands[0], ln, buffers[0])
         if loader is not None:
             loader.wait()               # while the first band is read
         for k, (r0, r1) in enumerate(bands):
-            buf = pending.result()
-            if k + 1 < len(bands):
-                pending = reader.submit(_gather_band, sources, plan, *bands[k + 1], ln,
-                                        buffers[(k + 1) % 2])
+            if mapped:
+                buf: NDArray[Any] | list[MappedRows] = _map_band(sources, plan, r0, r1)
+            else:
+                buf = pending.result()
+                if k + 1 < len(bands):
+                    pending = reader.submit(_gather_band, sources, plan, *bands[k + 1], ln,
+                                            buffers[(k + 1) % 2])
             view = BandResult(r0, r1, *(a[:, r0:r1] for a in arrays),
                               counts=np.zeros((plan.n, 3), np.int64))
             results.append(_compute_band(buf, plan, r0, r1, view))
+            if mapped:
+                for src in sources:
+                    for ch in range(c):
+                        src.release_rows(r0, r1, ch)    # type: ignore[attr-defined]
     return _assemble(plan, results, arrays)
 
 
 def _can_map(sources: list[FrameSource], plan: IntegrationPlan, budget: int) -> bool:
-    """Whether pass 2 may read the 16-bit files in place (see :func:`_integrate_mapped`).
+    """Whether pass 2 may read the 16-bit files in place (see :func:`_map_band`).
 
     Only when the budget would hold every frame's samples on top of the outputs: mapped pages
     are dropped from the resident set after each band, but pages of files written moments ago
@@ -683,40 +704,19 @@ def _can_map(sources: list[FrameSource], plan: IntegrationPlan, budget: int) -> 
     if not plan.raw or not all(hasattr(s, "raw_rows_address") for s in sources):
         return False
     c, h, w = plan.shape
-    fixed = c * h * w * (4 + 2 + 2 + 2) + (256 << 20)     # outputs; interpreter, numba, astropy
-    return budget >= fixed + plan.n * c * h * w * 2
+    return budget >= _output_bytes(c, h, w) + RUNTIME_BYTES + plan.n * c * h * w * 2
 
 
-def _integrate_mapped(sources: list[FrameSource], plan: IntegrationPlan,
-                      bands: list[tuple[int, int]],
-                      loader: _KernelLoader | None) -> IntegrationResult:
-    """Pass 2 on memory-mapped 16-bit FITS: the kernel reads each band where the files are.
+def _map_band(sources: list[FrameSource], plan: IntegrationPlan, r0: int,
+              r1: int) -> list[MappedRows]:
+    """Rows [r0, r1) of every frame left in the memory-mapped files: one MappedRows a channel.
 
-    No band is gathered (the reader's copy cost as much CPU as a tenth of the arithmetic, on a
-    machine with two cores); rows a band is done with leave the resident set (they stay in the
-    page cache), so memory stays what the buffered path would use.
+    The counterpart of :func:`_gather_band` without the copy (which cost as much CPU as a tenth
+    of the arithmetic on a machine with two cores).
     """
-    c, h, w = plan.shape
-    for src in sources:                 # map every file while numba may still be loading
-        src.raw_rows_address(0, 0)      # type: ignore[attr-defined]
-    if loader is not None:
-        loader.wait()
-    arrays = _output_arrays(plan)
-    results = []
-    for r0, r1 in bands:
-        view = BandResult(r0, r1, *(a[:, r0:r1] for a in arrays),
-                          counts=np.zeros((plan.n, 3), np.int64))
-        for ch in range(c):
-            addrs = np.array([src.raw_rows_address(r0, ch) for src in sources],  # type: ignore[attr-defined]
-                             np.int64)
-            view.counts += _run_kernel(MappedRows(addrs, (r1 - r0) * w), plan.coeffs[ch],
-                                       plan.params[ch], plan.lam, view.image[ch].reshape(-1),
-                                       view.nlow[ch].reshape(-1), view.nhigh[ch].reshape(-1),
-                                       view.cov[ch].reshape(-1))
-            for src in sources:
-                src.release_rows(r0, r1, ch)    # type: ignore[attr-defined]
-        results.append(view)
-    return _assemble(plan, results, arrays)
+    c, _, w = plan.shape
+    return [MappedRows(np.array([s.raw_rows_address(r0, ch) for s in sources],  # type: ignore[attr-defined]
+                                np.int64), (r1 - r0) * w) for ch in range(c)]
 
 
 def prepare_integration(frames: Sequence[str | Path], *, config: IntegrationConfig | None = None,
