@@ -16,6 +16,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")     # per-sample CPU: one thread
 import argparse
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from functools import partial
 
@@ -49,14 +50,9 @@ def _decode(band: np.ndarray) -> np.ndarray:
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:
-    """Least CPU time of ``repeat`` timed calls, after one untimed warm-up call."""
+    """Least CPU time of ``repeat`` calls after one untimed warm-up call (timeit's rule)."""
     fn()
-    best = np.inf
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
+    return min(timeit.repeat(fn, timer=time.process_time, number=1, repeat=repeat))
 
 
 def main(argv: list[str] | None = None) -> int:
