@@ -10,8 +10,9 @@ across its pixels:
 - sort the keys of every pixel with a comparator network (Batcher's odd-even merge sort; values
   only, branch-free min/max);
 - reject: sigma, winsorized sigma and linear fit run their per-pixel iterations in lockstep over
-  the block — run sums from prefix sums of the sorted columns, clamped/clipped counts from
-  branch-free counting passes, per-pixel arithmetic in select form — and the last few pixels
+  the block — run sums from prefix sums of the sorted columns, winsorized clamp counts from
+  branch-free counting passes, clips by short walks in from the run's ends (most pixels clip
+  nothing), per-pixel arithmetic in select form — and the last few pixels
   still iterating finish one by one with the scalar version of the same iteration; the other
   methods run per pixel on the sorted column;
 - flag: which frame a rejected rank came from is recovered from the two thresholds (ties at a
@@ -451,7 +452,7 @@ def _count_outside(s, lo, hi, act, a, b, k, cl, ch, wf, wi):  # type: ignore[no-
     """cl[q] / ch[q] = samples of the run s[lo[q]..hi[q], q] below a[q] / above b[q] (active q).
 
     Compares in float32 against the float32 thresholds that give the same answer for float32
-    samples (the least float32 >= a, the greatest <= b): sixteen lanes per vector. ``wf`` (2, k)
+    samples (the least float32 >= a, the greatest <= b): twice the lanes of float64. ``wf`` (2, k)
     float32 and ``wi`` (4, k) int32 are scratch.
     """
     a32 = wf[0]

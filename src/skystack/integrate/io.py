@@ -167,16 +167,19 @@ class FitsBandSource:
         """True when the samples are FITS unsigned 16-bit (BITPIX 16, BZERO 32768)."""
         return self._kind == "u16"
 
+    def _raw_offset(self, r: int, ch: int) -> int:
+        """File offset of row ``r`` of channel ``ch`` of 16-bit samples."""
+        _, h, w = self.shape
+        return self._offset + ((ch * h + r) * w) * 2
+
     def read_raw_rows(self, r0: int, r1: int, ch: int, out: NDArray[np.uint16]) -> None:
         """Rows [r0, r1) of channel ``ch`` as stored (big-endian, top bit flipped) into ``out``.
 
         ``out`` is a C-contiguous uint16 (r1 − r0, W) array; the stack kernel decodes the samples
         as it reads them, which saves a decoding pass over the band.
         """
-        _, h, w = self.shape
-        nbytes = (r1 - r0) * w * 2
-        start = self._offset + ((ch * h + r0) * w) * 2
-        got = os.preadv(self._fd, [memoryview(out).cast("B")], start)
+        nbytes = (r1 - r0) * self.shape[2] * 2
+        got = os.preadv(self._fd, [memoryview(out).cast("B")], self._raw_offset(r0, ch))
         if got != nbytes:
             raise ImageReadError(self.name, f"file is truncated (rows {r0}-{r1} missing)")
 
@@ -187,15 +190,13 @@ class FitsBandSource:
         is made on first use and lives until :meth:`close`; a file shorter than its header says
         is refused here, because reading past the end of a map is a crash, not an error.
         """
-        c, h, w = self.shape
         if self._map is None:
-            need = self._offset + c * h * w * 2
-            if os.fstat(self._fd).st_size < need:
+            if os.fstat(self._fd).st_size < self._raw_offset(0, self.shape[0]):
                 raise ImageReadError(self.name, "file is truncated (data shorter than NAXIS says)")
             self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
             self._map_view = np.frombuffer(self._map, np.uint8)
         assert self._map_view is not None
-        return int(self._map_view.ctypes.data) + self._offset + ((ch * h + r0) * w) * 2
+        return int(self._map_view.ctypes.data) + self._raw_offset(r0, ch)
 
     def release_rows(self, r0: int, r1: int, ch: int) -> None:
         """Drop rows [r0, r1) of channel ``ch`` from this process's resident memory.
@@ -205,12 +206,8 @@ class FitsBandSource:
         """
         if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        _, h, w = self.shape
-        page = mmap.PAGESIZE
-        start = self._offset + ((ch * h + r0) * w) * 2
-        end = self._offset + ((ch * h + r1) * w) * 2
-        start = (start // page) * page
-        self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+        start = self._raw_offset(r0, ch) // mmap.PAGESIZE * mmap.PAGESIZE   # page-aligned
+        self._map.madvise(mmap.MADV_DONTNEED, start, self._raw_offset(r1, ch) - start)
 
     def sample_rows(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
         c, h, w = self.shape
