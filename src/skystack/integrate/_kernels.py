@@ -74,6 +74,22 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
+def _clip_col(s, q, lo, hi, a, b):  # type: ignore[no-untyped-def]
+    """:func:`_clip_ends` on column ``q`` of a block (indexed in place: a column view per pixel
+    would cost two atomic reference counts)."""
+    nlo = lo
+    nhi = hi
+    while nlo <= nhi and s[nlo, q] < a:
+        nlo += 1
+    while nhi >= nlo and s[nhi, q] > b:
+        nhi -= 1
+    if nlo > nhi:
+        nlo = lo + (hi - lo) // 2
+        nhi = nlo
+    return nlo, nhi
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _still_active(act, lo, hi, k, min_run):  # type: ignore[no-untyped-def]
     """Drop the pixels whose kept run is shorter than ``min_run``; return how many are left."""
     na = 0
@@ -314,14 +330,15 @@ def _sort_values(s, net, k):  # type: ignore[no-untyped-def]
     Values only: which frame a rejected rank belongs to is recovered afterwards from the
     thresholds (see :func:`_rank_flags`), which is cheaper than carrying a tag through the network.
     """
+    # 2-D indexing, not row views: a view per comparator costs two atomic reference counts
     for e in range(net.shape[0]):
-        sa = s[net[e, 0]]
-        sb = s[net[e, 1]]
+        a = net[e, 0]
+        b = net[e, 1]
         for q in range(k):
-            x = sa[q]
-            y = sb[q]
-            sa[q] = min(x, y)
-            sb[q] = max(x, y)
+            x = s[a, q]
+            y = s[b, q]
+            s[a, q] = min(x, y)
+            s[b, q] = max(x, y)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -582,7 +599,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
                 continue
             l0 = lo[q]
             h0 = hi[q]
-            nlo, nhi = _clip_ends(s[:, q], l0, h0, med[q] - low * sig[q], med[q] + high * sig[q])
+            nlo, nhi = _clip_col(s, q, l0, h0, med[q] - low * sig[q], med[q] + high * sig[q])
             act[q] = not (nlo == l0 and nhi == h0)
             lo[q] = nlo
             hi[q] = nhi
@@ -661,27 +678,24 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
     if not ties:
         # no threshold splits a run of equal values: the thresholds alone decide (one pass)
         for i in range(n):
-            kr = key[i]
-            fr = fl[i]
             cl = np.int32(0)
             ch = np.int32(0)
             for q in range(k):
-                x = kr[q]
-                cand = fr[q] == 0
+                x = key[i, q]
+                f = fl[i, q]
+                cand = f == 0
                 low = cand & (x < vlo[q])
                 high = cand & (x > vhi[q])
-                fr[q] = np.uint8(1) if low else (np.uint8(2) if high else fr[q])
+                fl[i, q] = np.uint8(1) if low else (np.uint8(2) if high else f)
                 cl += np.int32(low)
                 ch += np.int32(high)
             fc[i, 1] += cl
             fc[i, 2] += ch
         return
     for i in range(n):
-        kr = key[i]
-        fr = fl[i]
         for q in range(k):
-            cand = fr[q] == 0
-            x = kr[q]
+            cand = fl[i, q] == 0
+            x = key[i, q]
             nb[q] += cand & (x < vlo[q])
             na[q] += cand & (x > vhi[q])
             th[q] += cand & (x == vhi[q])
@@ -691,20 +705,19 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
         na[q] = 0                                # ties seen so far at s[lo]
     seen_hi = np.zeros(k, np.int32)
     for i in range(n):
-        kr = key[i]
-        fr = fl[i]
         cl = 0
         ch = 0
         for q in range(k):
-            cand = fr[q] == 0
-            x = kr[q]
+            f = fl[i, q]
+            cand = f == 0
+            x = key[i, q]
             eql = cand & (x == vlo[q])
             eqh = cand & (x == vhi[q])
             low = cand & ((x < vlo[q]) | (eql & (na[q] < nb[q])))
             high = cand & ~low & ((x > vhi[q]) | (eqh & (seen_hi[q] >= th[q])))
             na[q] += eql
             seen_hi[q] += eqh
-            fr[q] = np.uint8(1) if low else (np.uint8(2) if high else fr[q])
+            fl[i, q] = np.uint8(1) if low else (np.uint8(2) if high else f)
             cl += low
             ch += high
         fc[i, 1] += cl
@@ -779,21 +792,20 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
         pa = c0 * CHUNK
         pb = min(npix, c1 * CHUNK)
         xsw = np.empty((c1 - c0, n, CHUNK), np.float32)
+        # (2-D indexing throughout the hot loops, not row views: every view costs two atomic
+        # reference-count updates, which at one per row of a block added up to ~10 % of the time)
         for i in range(n):
             if use_raw:
                 rr = carray(_u16_pointer(addrs[i] + 2 * pa), pb - pa) if use_ptr else raw[i, pa:pb]
                 for b in range(c1 - c0):
-                    xb = xsw[b, i]
                     o_ = b * CHUNK
                     for q in range(min(CHUNK, pb - pa - o_)):
-                        xb[q] = _decode_u16(rr[o_ + q])
+                        xsw[b, i, q] = _decode_u16(rr[o_ + q])
             else:
-                sr = stack[i, pa:pb]
                 for b in range(c1 - c0):
-                    xb = xsw[b, i]
-                    o_ = b * CHUNK
-                    for q in range(min(CHUNK, pb - pa - o_)):
-                        xb[q] = sr[o_ + q]
+                    o_ = pa + b * CHUNK
+                    for q in range(min(CHUNK, pb - o_)):
+                        xsw[b, i, q] = stack[i, o_ + q]
         # scratch of the task's blocks (a block uses its first k columns); float32 keys: twice
         # the lanes per vector in the sort (statistics are float64 from them, as the reference)
         key = np.empty((n, CHUNK), np.float32)
@@ -802,14 +814,12 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
         cnt = np.empty((4, CHUNK), np.int32)     # candidates, valid, range-low, range-high
         lo = np.empty(CHUNK, np.int64)
         hi = np.empty(CHUNK, np.int64)
-        zero = np.zeros(CHUNK, np.uint8)
         col = np.empty(n, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
         for c in range(c0, c1):
             p0 = c * CHUNK
             k = min(npix, p0 + CHUNK) - p0
-            xs = xsw[c - c0]
             cnt[:] = 0
             lo[:] = 0
             hi[:] = 0
@@ -822,12 +832,8 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
             cc = cm if not ranged else cnt[1]
             cnl = cnt[2]
             cnh = cnt[3]
+            b_ = c - c0
             for i in range(n):
-                xr = xs[i]
-                er = exclude[i, p0:p0 + k] if use_exclude else zero
-                kr = key[i]
-                sr2 = s[i]
-                fr = fl[i]
                 a_i = ra[i]
                 b_i = rb[i]
                 rl_i = rl[i]
@@ -838,28 +844,29 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                 if not ranged:
                     # no range or large-scale rejection: valid samples are the candidates
                     for q in range(k):
-                        x = xr[q]
+                        x = xsw[b_, i, q]
                         valid = (x == x) & (x != 0)
                         v = np.float32(a_i * x + b_i) if valid else np.float32(np.inf)
-                        kr[q] = v
-                        sr2[q] = v
-                        fr[q] = np.uint8(0) if valid else np.uint8(3)
+                        key[i, q] = v
+                        s[i, q] = v
+                        fl[i, q] = np.uint8(0) if valid else np.uint8(3)
                         cm[q] += np.int32(valid)
                         cv += np.int32(valid)
                     fc[i, 0] += cv
                     continue
                 for q in range(k):
-                    x = xr[q]
+                    x = xsw[b_, i, q]
                     valid = not (x != x or x == 0)
                     lowr = valid & (x <= rl_i)
                     highr = valid & ~lowr & (x >= rh_i)
                     f = (np.uint8(3) if not valid else np.uint8(1) if lowr
-                         else np.uint8(2) if highr else er[q])
+                         else np.uint8(2) if highr
+                         else (exclude[i, p0 + q] if use_exclude else np.uint8(0)))
                     good = f == 0
                     v = np.float32(a_i * x + b_i) if good else np.float32(np.inf)
-                    kr[q] = v
-                    sr2[q] = v
-                    fr[q] = f
+                    key[i, q] = v
+                    s[i, q] = v
+                    fl[i, q] = f
                     cm[q] += np.int32(good)
                     cc[q] += np.int32(valid)
                     cnl[q] += np.int32(f == 1)
@@ -899,11 +906,9 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                     nhigh[p0 + q] = cnh[q] + (m[q] - 1 - hi[q])
             if want_mask:
                 for i in range(n):
-                    fr = fl[i]
-                    mr = mask[i, p0:p0 + k]
                     for q in range(k):
-                        f = fr[q]
-                        mr[q] = f if f < 3 else 0
+                        f = fl[i, q]
+                        mask[i, p0 + q] = f if f < 3 else 0
             # 5. combination of the kept samples in output space
             if combine == AVERAGE or combine == SUM:
                 sw = np.zeros(k, np.float64)
@@ -912,11 +917,9 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                     oa_i = oa[i]
                     ob_i = ob[i]
                     w_i = w[i]
-                    xr = xs[i]
-                    fr = fl[i]
                     for q in range(k):
-                        keep = fr[q] == 0
-                        v = oa_i * xr[q] + ob_i
+                        keep = fl[i, q] == 0
+                        v = oa_i * xsw[b_, i, q] + ob_i
                         sw[q] += w_i if keep else 0.0
                         swo[q] += w_i * v if keep else 0.0
                 for q in range(k):
@@ -930,7 +933,7 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                         so = 0.0
                         for i in range(n):
                             if fl[i, q] == 0:
-                                so += oa[i] * xs[i, q] + ob[i]
+                                so += oa[i] * xsw[b_, i, q] + ob[i]
                         mean = so / (hi[q] - lo[q] + 1)
                     if combine == SUM:
                         mean *= cc[q]
@@ -946,7 +949,7 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                     for i in range(n):
                         if fl[i, q] != 0:
                             continue
-                        v = oa[i] * xs[i, q] + ob[i]
+                        v = oa[i] * xsw[b_, i, q] + ob[i]
                         if combine == MEDIAN:
                             r = kk
                             while r > 0 and o[r - 1] > v:
