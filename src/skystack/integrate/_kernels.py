@@ -139,24 +139,16 @@ def _linfit_clip(s, lo, hi, low, high, spread):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _linfit_block(s, m, k, low, high, spread, lo, hi):  # type: ignore[no-untyped-def]
+def _linfit_block(s, m, k, low, high, spread, lo, hi, sl, ic, ta, tb, g, cl, last, act, alive,  # type: ignore[no-untyped-def]
+                  col):
     """Linear fit clipping of every column of the sorted block ``s`` in lockstep.
 
     The iteration of :func:`_linfit_clip`, with its two walks from the run's ends replaced by one
     branch-free pass per round: the low walk's length is the count of leading residuals below
-    the low threshold, the high walk stops at the last residual within the high one.
+    the low threshold, the high walk stops at the last residual within the high one. ``sl``
+    to ``col``: scratch lanes of the task (see :func:`integrate_kernel`), ``g`` at least (5, k).
     """
     n = s.shape[0]
-    act = np.zeros(k, np.bool_)
-    sl = np.zeros(k, np.float64)
-    ic = np.zeros(k, np.float64)
-    ta = np.zeros(k, np.float64)
-    tb = np.zeros(k, np.float64)
-    alive = np.zeros(k, np.bool_)
-    cl = np.zeros(k, np.int64)
-    last = np.zeros(k, np.int64)
-    col = np.empty(n, np.float64)
-    g = np.empty((5, k), np.float64)
     for q in range(k):
         lo[q] = 0
         hi[q] = m[q] - 1
@@ -652,20 +644,22 @@ def _winsor_block(s, p1, p2, c, lo, hi, med, sig, wact, m, k, col, ta, tb, cl, c
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
+def _rank_flags(key, s, fl, m, lo, hi, k, fc, wf, wi):  # type: ignore[no-untyped-def]
     """Flag the samples outside each pixel's kept run s[lo..hi] (1 low, 2 high) in ``fl``.
 
     ``key`` holds the unsorted candidate keys (+inf for non-candidates, fl != 0). A candidate below
     s[lo] / above s[hi] is rejected; of those equal to a threshold, the stable order (frame
     index) decides, as the reference's stable sort does: the first (lo − #below) tied at s[lo]
     go low, the last (m − 1 − #above − hi) tied at s[hi] go high. Adds per-frame counts to ``fc``.
+    ``wf`` (2, CHUNK) float32 and ``wi`` (4, CHUNK) int32 are scratch.
     """
     n = key.shape[0]
-    vlo = np.empty(k, np.float32)
-    vhi = np.empty(k, np.float32)
-    nb = np.zeros(k, np.int32)
-    na = np.zeros(k, np.int32)
-    th = np.zeros(k, np.int32)
+    vlo = wf[0]
+    vhi = wf[1]
+    nb = wi[0]
+    na = wi[1]
+    th = wi[2]
+    seen_hi = wi[3]
     ties = False
     for q in range(k):
         mq = m[q]
@@ -692,6 +686,11 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
             fc[i, 1] += cl
             fc[i, 2] += ch
         return
+    for q in range(k):
+        nb[q] = 0
+        na[q] = 0
+        th[q] = 0
+        seen_hi[q] = 0
     for i in range(n):
         for q in range(k):
             cand = fl[i, q] == 0
@@ -703,7 +702,6 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc):  # type: ignore[no-untyped-def]
         nb[q] = lo[q] - nb[q]                    # ties at s[lo] to reject low
         th[q] = th[q] - (m[q] - 1 - na[q] - hi[q])   # tie rank from which ties at s[hi] go high
         na[q] = 0                                # ties seen so far at s[lo]
-    seen_hi = np.zeros(k, np.int32)
     for i in range(n):
         cl = 0
         ch = 0
@@ -817,6 +815,18 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
         col = np.empty(n, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
+        # scratch lanes of the linear fit, once per task rather than per block, passed down as
+        # arrays (views made inside the callee defeated LLVM's vectoriser)
+        fw = np.empty((5, CHUNK), np.float64)
+        g = np.empty((6, CHUNK), np.float64)
+        iw = np.empty((2, CHUNK), np.int64)
+        bw = np.empty((2, CHUNK), np.bool_)
+        wf = np.empty((2, CHUNK), np.float32)
+        wi = np.empty((4, CHUNK), np.int32)
+        m = np.empty(CHUNK, np.int64)
+        acc = np.empty((2, CHUNK), np.float64)
+        sw = acc[0]
+        swo = acc[1]
         for c in range(c0, c1):
             p0 = c * CHUNK
             k = min(npix, p0 + CHUNK) - p0
@@ -877,7 +887,8 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                 fc[i, 0] += cv
                 fc[i, 1] += cl
                 fc[i, 2] += ch
-            m = cm.astype(np.int64)
+            for q in range(k):
+                m[q] = cm[q]
             # 2.-3. sort every pixel's candidates (they come first: the rest are +inf) and find the
             #    kept run s[lo..hi] of each pixel
             if method == NONE:
@@ -888,14 +899,15 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                 if method == SIGMA or method == WINSORIZED:
                     _sigma_block(s, m, k, method == WINSORIZED, low, high, lo, hi)
                 elif method == LINFIT:
-                    _linfit_block(s, m, k, low, high, tables[1], lo, hi)
+                    _linfit_block(s, m, k, low, high, tables[1], lo, hi, fw[0], fw[1], fw[2], fw[3],
+                                  g, iw[0], iw[1], bw[0], bw[1], col)
                 else:
                     for q in range(k):
                         lo[q], hi[q] = _reject(_column(s, q, m[q], col), m[q], sides, method, low,
                                                high, min_count, max_count, esd_frac, esd_relax,
                                                gain, tables[0], tables[1])
                 # 4. flags of rank rejections and their per-frame counts
-                _rank_flags(key, s, fl, m, lo, hi, k, fc)
+                _rank_flags(key, s, fl, m, lo, hi, k, fc, wf, wi)
             for q in range(k):
                 cov[p0 + q] = cc[q]
                 if m[q] == 0:
@@ -911,8 +923,9 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
                         mask[i, p0 + q] = f if f < 3 else 0
             # 5. combination of the kept samples in output space
             if combine == AVERAGE or combine == SUM:
-                sw = np.zeros(k, np.float64)
-                swo = np.zeros(k, np.float64)
+                for q in range(k):
+                    sw[q] = 0.0
+                    swo[q] = 0.0
                 for i in range(n):
                     oa_i = oa[i]
                     ob_i = ob[i]
