@@ -101,6 +101,56 @@ def test_kernel_matches_reference_without_range_rejection(method: str, n: int) -
     _compare(x, KernelParams(method=method, low=low, high=high), co)
 
 
+@pytest.mark.parametrize("method", ["sigma", "winsorized", "linear-fit", "esd"])
+def test_kernel_matches_reference_when_few_pixels_reject(method: str) -> None:
+    """Blocks where few pixels reject are flagged pixel by pixel (``_rank_flags_col``), ties
+    at the thresholds included: same flags and counts as the reference."""
+    rng = np.random.default_rng(300)
+    n, npix = 20, 4 * K.CHUNK
+    x = (0.1 + 0.004 * rng.standard_normal((n, npix))).astype(np.float32)
+    x = (np.round(x * 2000) / 2000).astype(np.float32)       # coarse steps: many ties
+    cols = rng.choice(npix, 12, replace=False)
+    x[rng.integers(0, n, 12), cols] += 0.3                     # a few outliers
+    x[3:6, cols[0]] = x[3:6, cols[0]].max() + 0.2               # tied outliers in one pixel
+    co = _coeffs(n, rng)
+    co["rl"], co["rh"] = np.full(n, -np.inf), np.full(n, np.inf)
+    low, high = LIMITS.get(method, (1.0, 1.0))
+    params = KernelParams(method=method, low=low, high=high)
+    _compare(x, params, co)
+    # the sparse path was the one taken: in every block at most 1 in RANK_SPARSE pixels reject
+    lam = np.array([esd_critical_values(n, 0.05), linfit_spread_table(n)])
+    maps = [np.empty(npix, np.uint16) for _ in range(3)]
+    _run_kernel(x, co, params, lam, np.empty(npix, np.float32), *maps)
+    rejecting = ((maps[0] + maps[1]) > 0).reshape(-1, K.CHUNK).sum(axis=1)
+    assert rejecting.max() * K.RANK_SPARSE <= K.CHUNK and rejecting.min() > 0
+
+
+@pytest.mark.parametrize("rejecting", [3, 200])
+def test_rank_flags_follow_the_stable_order_at_tied_thresholds(rejecting: int) -> None:
+    """Rank rejections split runs of equal values in frame order, as a stable sort does: the
+    pixel-by-pixel path (few rejecting pixels) and the block path (many) alike."""
+    rng = np.random.default_rng(7)
+    n, k = 12, K.CHUNK
+    key = rng.integers(0, 4, (n, k)).astype(np.float32)      # 4 values in 12 frames: ties
+    s = np.sort(key, axis=0)
+    m = np.full(k, n, np.int64)
+    lo, hi = np.zeros(k, np.int64), np.full(k, n - 1, np.int64)
+    cols = rng.choice(k, rejecting, replace=False)
+    lo[cols], hi[cols] = rng.integers(1, 5, rejecting), rng.integers(6, n - 1, rejecting)
+    fl = np.zeros((n, k), np.uint8)
+    fc = np.zeros((n, 3), np.int64)
+    K._rank_flags(key, s, fl, m, lo, hi, k, fc, np.empty((2, k), np.float32),
+                  np.empty((4, k), np.int32))
+    want = np.zeros((n, k), np.uint8)
+    for q in range(k):
+        order = np.argsort(key[:, q], kind="stable")
+        want[order[:lo[q]], q] = 1
+        want[order[hi[q] + 1:], q] = 2
+    np.testing.assert_array_equal(fl, want)
+    assert fc[:, 1].tolist() == (want == 1).sum(axis=1).tolist()
+    assert fc[:, 2].tolist() == (want == 2).sum(axis=1).tolist()
+
+
 @pytest.mark.parametrize("combine", ["average", "median", "min", "max", "sum"])
 def test_combines_match_reference(combine: str) -> None:
     rng = np.random.default_rng(7)
