@@ -74,22 +74,6 @@ def _clip_ends(s, lo, hi, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
-def _clip_col(s, q, lo, hi, a, b):  # type: ignore[no-untyped-def]
-    """:func:`_clip_ends` on column ``q`` of a block (indexed in place: a column view per pixel
-    would cost two atomic reference counts)."""
-    nlo = lo
-    nhi = hi
-    while nlo <= nhi and s[nlo, q] < a:
-        nlo += 1
-    while nhi >= nlo and s[nhi, q] > b:
-        nhi -= 1
-    if nlo > nhi:
-        nlo = lo + (hi - lo) // 2
-        nhi = nlo
-    return nlo, nhi
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _still_active(act, lo, hi, k, min_run):  # type: ignore[no-untyped-def]
     """Drop the pixels whose kept run is shorter than ``min_run``; return how many are left."""
     na = 0
@@ -591,7 +575,7 @@ def _sigma_block(s, m, k, winsorized, low, high, lo, hi):  # type: ignore[no-unt
                 continue
             l0 = lo[q]
             h0 = hi[q]
-            nlo, nhi = _clip_col(s, q, l0, h0, med[q] - low * sig[q], med[q] + high * sig[q])
+            nlo, nhi = _clip_ends(s[:, q], l0, h0, med[q] - low * sig[q], med[q] + high * sig[q])
             act[q] = not (nlo == l0 and nhi == h0)
             lo[q] = nlo
             hi[q] = nhi
