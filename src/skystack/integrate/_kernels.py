@@ -634,7 +634,7 @@ RANK_SPARSE = 16
 
 @njit(cache=True, error_model="numpy", fastmath=_FM, inline="always")
 def _rank_flags_col(key, fl, q, vlo, vhi, lo, hi, m, fc):  # type: ignore[no-untyped-def]
-    """:func:`_rank_flags` for the one pixel ``q`` (kept run s[lo..hi] = [vlo, vhi], ``m`` candidates)."""
+    """:func:`_rank_flags` for pixel ``q`` alone: kept run s[lo..hi] = [vlo, vhi] of ``m``."""
     n = key.shape[0]
     below = 0
     above = 0
@@ -678,22 +678,23 @@ def _rank_flags(key, s, fl, m, lo, hi, k, fc, wf, wi):  # type: ignore[no-untype
     n = key.shape[0]
     vlo = wf[0]
     vhi = wf[1]
+    # most pixels reject nothing: when few do, flag theirs one pixel at a time (a pass over the
+    # whole block costs the same for 1 or 256 of them)
+    todo = wi[0]
+    nrej = 0
+    for q in range(k):
+        if m[q] > 0 and (lo[q] > 0 or hi[q] < m[q] - 1):
+            todo[nrej] = q
+            nrej += 1
+    if nrej * RANK_SPARSE <= k:
+        for t in range(nrej):
+            q = todo[t]
+            _rank_flags_col(key, fl, q, s[lo[q], q], s[hi[q], q], lo[q], hi[q], m[q], fc)
+        return
     nb = wi[0]
     na = wi[1]
     th = wi[2]
     seen_hi = wi[3]
-    # most pixels reject nothing: when few do, flag theirs one pixel at a time (a pass over the
-    # whole block costs the same for 1 or 256 of them)
-    nrej = 0
-    for q in range(k):
-        if m[q] > 0 and (lo[q] > 0 or hi[q] < m[q] - 1):
-            seen_hi[nrej] = q
-            nrej += 1
-    if nrej * RANK_SPARSE <= k:
-        for t in range(nrej):
-            q = seen_hi[t]
-            _rank_flags_col(key, fl, q, s[lo[q], q], s[hi[q], q], lo[q], hi[q], m[q], fc)
-        return
     ties = False
     for q in range(k):
         mq = m[q]
@@ -849,10 +850,11 @@ def integrate_kernel(stack, raw, use_raw, addrs, use_ptr, npix_ptr, ra, rb, oa, 
         col = np.empty(n, np.float64)
         o = np.empty(n, np.float64)
         sides = np.empty(n + 1, np.int64)
-        # scratch lanes of the linear fit, once per task rather than per block, passed down as
-        # arrays (views made inside the callee defeated LLVM's vectoriser)
-        fw = np.empty((5, CHUNK), np.float64)
-        g = np.empty((6, CHUNK), np.float64)
+        # scratch lanes of the linear fit, the rank flags and the combination, once per task
+        # rather than per block; the linear fit's are passed as separate arrays (views made
+        # inside it defeated LLVM's vectoriser)
+        fw = np.empty((4, CHUNK), np.float64)
+        g = np.empty((5, CHUNK), np.float64)
         iw = np.empty((2, CHUNK), np.int64)
         bw = np.empty((2, CHUNK), np.bool_)
         wf = np.empty((2, CHUNK), np.float32)
